@@ -50,6 +50,7 @@ def check_images(images: Tensor) -> Tensor:
     ------
     RewardInputError
         With the fix in the message, for a wrong type, shape or range.
+
     """
     if not isinstance(images, Tensor):
         raise RewardInputError(
@@ -93,6 +94,7 @@ def normalize_prompts(
     ------
     RewardInputError
         When prompts are required but missing, or their count does not match.
+
     """
     if prompts is None:
         if required:
@@ -130,6 +132,7 @@ class Reward(Metric):
         Always ``True`` for rewards the aligner maximises.
     requires_prompts : bool
         Whether scores depend on the prompt (PickScore, CLIPScore, ...).
+
     """
 
     is_differentiable: bool = True
@@ -143,7 +146,9 @@ class Reward(Metric):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # Sum states, not list states, so no graph or images are kept across steps.
-        self.add_state("score_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state(
+            "score_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum"
+        )
         self.add_state("num_images", default=torch.tensor(0), dist_reduce_fx="sum")
 
     def score(self, images: Tensor, prompts: list[str] | None) -> Tensor:
@@ -160,6 +165,7 @@ class Reward(Metric):
         -------
         Tensor
             Shape ``(B,)``, differentiable w.r.t. ``images`` if ``is_differentiable``.
+
         """
         raise NotImplementedError
 
@@ -185,6 +191,7 @@ class Reward(Metric):
         -------
         Tensor
             ``(B,)`` float32 scores.
+
         """
         scores = self._checked_scores(images, prompts)
         self._accumulate(scores)
@@ -221,6 +228,7 @@ class CallableReward(Reward):
         Whether ``fn`` needs the prompts.
     name : str, optional
         Name shown in histories and reports.
+
     """
 
     def __init__(

@@ -34,6 +34,7 @@ class WeightedReward(Reward):
     -----
     Differentiable only if every term is; prompts are required if any term
     needs them.
+
     """
 
     def __init__(self, terms: Sequence[tuple[Reward, float]], **kwargs) -> None:

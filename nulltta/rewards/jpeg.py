@@ -40,6 +40,7 @@ class JpegCompressibility(Reward):
     ----------
     quality : int, default=95
         PIL JPEG quality, as in the released code.
+
     """
 
     is_differentiable = False

@@ -27,6 +27,7 @@ class RewardSpec:
         What must be on the machine (weights, packages); empty for none.
     is_available : callable
         Returns ``(found, where)`` without loading anything heavy.
+
     """
 
     name: str
@@ -105,6 +106,7 @@ def get_reward(reward: str | Reward | Callable[..., Any], **kwargs: Any) -> Rewa
     ------
     ValueError
         For an unknown name; the message lists the known ones.
+
     """
     if isinstance(reward, Reward):
         return reward
@@ -124,6 +126,4 @@ def get_reward(reward: str | Reward | Callable[..., Any], **kwargs: Any) -> Rewa
         return _REGISTRY[key].factory(**kwargs)
     if callable(reward):
         return CallableReward(reward)
-    raise TypeError(
-        f"reward must be a name, a Reward or a callable, got {type(reward).__name__}"
-    )
+    raise TypeError(f"reward must be a name, a Reward or a callable, got {type(reward).__name__}")

@@ -1,0 +1,203 @@
+"""The small interface the core loop needs from a model family.
+
+An adapter turns a diffusers pipeline into five operations: encode a prompt
+into the conditional and null embeddings, predict the noise ``eps`` for a
+latent and an embedding, give the step coefficients of a timestep, decode
+latents to images in [0, 1], and draw initial latents. The core loop never
+branches on the family.
+
+Embeddings are dicts of tensors with the batch first (``{"encoder_hidden_states":
+(B, L, D)}`` for SD; SDXL adds pooled embeddings and time ids). ``trainable_keys``
+names the entries that make up ``phi'``; they are packed into one tensor so
+that the LightningModule has exactly one parameter.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..equations import StepCoefficients
+from ..schedulers import make_scheduler, step_coefficients
+
+__all__ = ["Embeddings", "PipelineAdapter", "cat_embeddings", "repeat_embeddings"]
+
+Embeddings = dict[str, Tensor]
+
+
+def repeat_embeddings(embeddings: Embeddings, times: int) -> Embeddings:
+    """Tile every entry ``times`` times along the batch (k-major: ``[e, e, ..., e]``)."""
+    return {key: value.repeat(times, *[1] * (value.ndim - 1)) for key, value in embeddings.items()}
+
+
+def cat_embeddings(parts: list[Embeddings]) -> Embeddings:
+    """Concatenate embeddings along the batch."""
+    return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+
+
+class PipelineAdapter(ABC):
+    """Base class of the per-family adapters.
+
+    Parameters
+    ----------
+    pipeline : DiffusionPipeline
+        The user's pipeline; its modules are used, never modified.
+    scheduler : str or scheduler, default="ddim"
+        See :func:`nulltta.schedulers.make_scheduler`.
+    eta : float, default=1.0
+        DDIM eta (1 = ancestral, as released).
+
+    """
+
+    family: ClassVar[str] = ""
+    default_guidance_scale: ClassVar[float] = 7.5
+    trainable_keys: ClassVar[tuple[str, ...]] = ("encoder_hidden_states",)
+
+    def __init__(self, pipeline: Any, scheduler: Any = "ddim", eta: float = 1.0) -> None:
+        self.pipeline = pipeline
+        self.scheduler = make_scheduler(scheduler, pipeline.scheduler)
+        self.eta = eta
+        self._trainable_shapes: dict[str, tuple[int, ...]] = {}
+
+    # --- properties --------------------------------------------------------
+    @property
+    @abstractmethod
+    def denoiser(self) -> nn.Module:
+        """The UNet or transformer."""
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the denoiser's weights."""
+        return next(self.denoiser.parameters()).device
+
+    @property
+    def model_dtype(self) -> torch.dtype:
+        """Dtype of the denoiser's weights (inputs are cast to it)."""
+        return next(self.denoiser.parameters()).dtype
+
+    @abstractmethod
+    def frozen_modules(self) -> list[nn.Module]:
+        """Every module whose weights must stay untouched."""
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Turn off weight gradients for the duration, then restore the flags.
+
+        Only activations need gradients: freezing keeps weight ``.grad``
+        buffers from ever being allocated.
+        """
+        flags = [(p, p.requires_grad) for m in self.frozen_modules() for p in m.parameters()]
+        for parameter, _ in flags:
+            parameter.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for parameter, flag in flags:
+                parameter.requires_grad_(flag)
+
+    # --- resolution and latents -------------------------------------------
+    @abstractmethod
+    def default_resolution(self) -> tuple[int, int]:
+        """``(height, width)`` the model was trained at."""
+
+    @abstractmethod
+    def resolution_multiple(self) -> int:
+        """Height and width must be multiples of this."""
+
+    def check_resolution(self, height: int, width: int) -> None:
+        """Raise a ValueError naming valid sizes if the model cannot take ``height x width``."""
+        multiple = self.resolution_multiple()
+        for name, value in (("height", height), ("width", width)):
+            if value <= 0 or value % multiple:
+                lower = max(multiple, (max(value, 1) // multiple) * multiple)
+                raise ValueError(
+                    f"{name}={value} is not a positive multiple of {multiple} for this "
+                    f"{self.family} model; use e.g. {lower} or {lower + multiple}."
+                )
+
+    @abstractmethod
+    def latent_shape(self, batch_size: int, height: int, width: int) -> tuple[int, ...]:
+        """Shape of the latents for images of ``height x width``."""
+
+    def prepare_latents(
+        self, batch_size: int, height: int, width: int, generator: torch.Generator | None
+    ) -> Tensor:
+        """Initial noise, drawn as the pipeline draws it (float32)."""
+        from diffusers.utils.torch_utils import randn_tensor
+
+        shape = self.latent_shape(batch_size, height, width)
+        latents = randn_tensor(shape, generator=generator, device=self.device, dtype=torch.float32)
+        return latents * self.scheduler.init_noise_sigma
+
+    # --- schedule ----------------------------------------------------------
+    def set_timesteps(self, num_inference_steps: int) -> list[int]:
+        """Set the scheduler's timesteps and return them as ints."""
+        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        return [int(t) for t in self.scheduler.timesteps]
+
+    def step_coefficients(self, timestep: int) -> StepCoefficients:
+        """Coefficients of one step from ``timestep`` (see :class:`StepCoefficients`)."""
+        return step_coefficients(self.scheduler, timestep, self.eta)
+
+    # --- text --------------------------------------------------------------
+    @abstractmethod
+    def encode_prompt(
+        self, prompt: str, negative_prompt: str | None = None
+    ) -> tuple[Embeddings, Embeddings]:
+        """Return ``(c, phi)`` for one prompt, batch size 1, on the model's device."""
+
+    def warn_if_truncated(self, prompt: str, tokenizer: Any) -> None:
+        """Warn when the tokenizer would cut the prompt."""
+        if tokenizer is None:
+            return
+        num_tokens = len(tokenizer(prompt, truncation=False).input_ids)
+        if num_tokens > tokenizer.model_max_length:
+            warnings.warn(
+                f"the prompt has {num_tokens} tokens but the text encoder takes "
+                f"{tokenizer.model_max_length}: it was truncated to its first "
+                f"{tokenizer.model_max_length} tokens. Shorten it to keep every word.",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    # --- phi' as one tensor -------------------------------------------------
+    def pack_null(self, null: Embeddings) -> Tensor:
+        """Gather the trainable entries of ``phi`` into one float32 tensor.
+
+        With a single trainable entry the tensor keeps its natural shape
+        (``(B, L, D)`` for SD); several entries are flattened and concatenated.
+        """
+        self._trainable_shapes = {key: tuple(null[key].shape[1:]) for key in self.trainable_keys}
+        if len(self.trainable_keys) == 1:
+            return null[self.trainable_keys[0]].float()
+        return torch.cat([null[key].float().flatten(1) for key in self.trainable_keys], dim=1)
+
+    def unpack_null(self, packed: Tensor, null: Embeddings) -> Embeddings:
+        """Inverse of :meth:`pack_null`; untrained entries of ``null`` are kept."""
+        out = dict(null)
+        if len(self.trainable_keys) == 1:
+            out[self.trainable_keys[0]] = packed
+            return out
+        offset = 0
+        for key in self.trainable_keys:
+            shape = self._trainable_shapes[key]
+            size = math.prod(shape)
+            out[key] = packed[:, offset : offset + size].reshape(packed.shape[0], *shape)
+            offset += size
+        return out
+
+    # --- the networks ----------------------------------------------------
+    @abstractmethod
+    def predict_noise(self, latents: Tensor, timestep: int, embeddings: Embeddings) -> Tensor:
+        """Noise prediction ``eps(x_t, t, e)`` in float32, batch matching ``latents``."""
+
+    @abstractmethod
+    def decode(self, latents: Tensor) -> Tensor:
+        """Images in [0, 1], float32, ``(B, 3, H, W)``; differentiable."""

@@ -1,0 +1,114 @@
+"""Method settings, validated in one place before any expensive work."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["AlignmentConfig", "KL_MODES", "GRADIENT_MODES"]
+
+KL_MODES = ("paper", "exact")
+GRADIENT_MODES = ("auto", "backprop", "zeroth_order")
+
+
+@dataclass
+class AlignmentConfig:
+    """Every constant of the method; defaults follow ``METHOD.md`` (the release).
+
+    Attributes
+    ----------
+    guidance_scale : float
+        CFG scale ``s``; must be > 1 or phi' has no effect.
+    num_inference_steps : int
+        Sampling steps T (100 as released).
+    n_min, n_max : int
+        Inner gradient steps ramp from ``n_min`` to ``n_max`` (5 and 25).
+    schedule_rate : float
+        ``c`` of the inner-step ramp and the lambda2 annealing (0.008).
+    learning_rate : float
+        Adam learning rate on phi' (1e-2), Adam re-created every step.
+    reward_weight : float or None
+        ``lambda1``; None gives 100 for gradient updates and 50 for zero-order.
+    kl_weight : float
+        ``lambda2`` (0.002).
+    kl_mode : {"paper", "exact"}
+        "paper": ``s^2 lam_t ||eps_u - eps_u0||^2`` as released; "exact": the
+        closed form ``b_t^2 (1 - s)^2 ||.||^2 / (2 sigma_t^2)``.
+    sigma_phi_sq : float
+        ``sigma_phi^2`` of the embedding KL (0.01).
+    num_candidates : int
+        K of the greedy selection (3); 1 is plain ancestral sampling.
+    select_initial_noise : bool
+        Also pick the best of K initial noises at t = T (as released).
+    gradient : {"auto", "backprop", "zeroth_order"}
+        "auto" uses zero-order estimates when the reward is not differentiable.
+    zo_samples, zo_smoothing : int, float
+        K and mu of the zero-order estimator (4 and 0.02).
+
+    """
+
+    guidance_scale: float = 7.5
+    num_inference_steps: int = 100
+    n_min: int = 5
+    n_max: int = 25
+    schedule_rate: float = 0.008
+    learning_rate: float = 1e-2
+    reward_weight: float | None = None
+    kl_weight: float = 0.002
+    kl_mode: str = "paper"
+    sigma_phi_sq: float = 0.01
+    num_candidates: int = 3
+    select_initial_noise: bool = True
+    gradient: str = "auto"
+    zo_samples: int = 4
+    zo_smoothing: float = 0.02
+
+    def validate(self) -> AlignmentConfig:
+        """Raise ``ValueError`` with the fix for the first invalid setting."""
+        if self.guidance_scale <= 1:
+            raise ValueError(
+                f"guidance_scale={self.guidance_scale}: with s <= 1 the null-text embedding has "
+                "no effect on the image (eps~ = (1 - s) eps_u + s eps_c). Use s > 1, e.g. 7.5."
+            )
+        _check_int("num_inference_steps", self.num_inference_steps, minimum=1)
+        _check_int("n_min", self.n_min, minimum=0)
+        _check_int("n_max", self.n_max, minimum=0)
+        if self.n_min > self.n_max:
+            raise ValueError(
+                f"n_min={self.n_min} > n_max={self.n_max}: the inner-step ramp goes from n_min "
+                "up to n_max; swap them or raise n_max."
+            )
+        _check_int("num_candidates", self.num_candidates, minimum=1)
+        _check_int("zo_samples", self.zo_samples, minimum=1)
+        for name in ("learning_rate", "zo_smoothing", "sigma_phi_sq"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be > 0")
+        for name in ("kl_weight", "schedule_rate"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+        if self.reward_weight is not None and not self.reward_weight > 0:
+            raise ValueError(
+                f"reward_weight={self.reward_weight} must be > 0 (or None for the default)"
+            )
+        if self.kl_mode not in KL_MODES:
+            raise ValueError(f"kl_mode={self.kl_mode!r}; choose one of {KL_MODES}")
+        if self.gradient not in GRADIENT_MODES:
+            raise ValueError(f"gradient={self.gradient!r}; choose one of {GRADIENT_MODES}")
+        return self
+
+    def resolved_reward_weight(self, zeroth_order: bool) -> float:
+        """``lambda1``: the given weight, or 100 (gradient) / 50 (zero-order) as released."""
+        if self.reward_weight is not None:
+            return self.reward_weight
+        return 50.0 if zeroth_order else 100.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict of the settings."""
+        return asdict(self)
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name}={value} must be >= {minimum}")
