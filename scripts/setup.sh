@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Create .venv with nulltta and its test/doc tools, once. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+# torch first, pinned to the release this project is tested with (set TORCH_SPEC
+# to another spec, e.g. a CUDA wheel index, on your own machine).
+TORCH_SPEC=${TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
+
+if [ -x .venv/bin/python ] && .venv/bin/python -c "import nulltta, pytest, mkdocs, ruff" 2>/dev/null \
+   && [ .venv/.installed -nt pyproject.toml ]; then
+  exit 0
+fi
+echo "setting up .venv (first run only) ..." >&2
+"$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# shellcheck disable=SC2086
+.venv/bin/python -m pip install -q $TORCH_SPEC
+.venv/bin/python -m pip install -q -e ".[test,docs,plot]"
+touch .venv/.installed
