@@ -24,7 +24,11 @@ def embedded_model_available() -> bool:
         return False
     from .shapes.model import embedded_model_path
 
-    return (embedded_model_path() / "model_index.json").exists()
+    try:
+        embedded_model_path()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def load_pipeline(
@@ -61,9 +65,9 @@ def load_pipeline(
                 "explicitly: a diffusers folder or hub id (e.g. "
                 "'stable-diffusion-v1-5/stable-diffusion-v1-5'), or a pipeline object."
             )
-        from .shapes.model import embedded_model_path
+        from .shapes.model import load_embedded_pipeline
 
-        model = embedded_model_path()
+        return load_embedded_pipeline(device or "cpu", torch_dtype or torch.float32)
     from diffusers import DiffusionPipeline
 
     path = Path(model)
