@@ -50,10 +50,14 @@ def make_scheduler(choice: Any, pipeline_scheduler: Any) -> DDIMScheduler | DDPM
     """
     if isinstance(choice, str):
         key = choice.lower()
+        # A config from another scheduler class (Euler, PNDM, ...) may not say
+        # whether to clip x0; DDIM/DDPM would then default to clipping, which
+        # latent models never use, so the sampler built here does not clip.
+        overrides = {} if "clip_sample" in pipeline_scheduler.config else {"clip_sample": False}
         if key == "ddim":
-            scheduler = DDIMScheduler.from_config(pipeline_scheduler.config)
+            scheduler = DDIMScheduler.from_config(pipeline_scheduler.config, **overrides)
         elif key == "ddpm":
-            scheduler = DDPMScheduler.from_config(pipeline_scheduler.config)
+            scheduler = DDPMScheduler.from_config(pipeline_scheduler.config, **overrides)
         elif key == "pipeline":
             scheduler = _copy_supported(pipeline_scheduler)
         else:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .base import Embeddings, PipelineAdapter, cat_embeddings, repeat_embeddings
+from .sd3 import StableDiffusion3Adapter
+from .sdxl import StableDiffusionXLAdapter
 from .stable_diffusion import StableDiffusionAdapter
 
 __all__ = [
     "Embeddings",
     "PipelineAdapter",
+    "StableDiffusion3Adapter",
     "StableDiffusionAdapter",
+    "StableDiffusionXLAdapter",
     "UnsupportedPipelineError",
     "cat_embeddings",
     "make_adapter",
@@ -27,15 +32,34 @@ def _adapter_table() -> list[tuple[str, type[PipelineAdapter]]]:
     # Pipeline class names, most specific first (SDXL subclasses nothing of SD,
     # but img2img variants subclass the text-to-image ones).
     return [
+        ("StableDiffusionXLPipeline", StableDiffusionXLAdapter),
+        ("StableDiffusion3Pipeline", StableDiffusion3Adapter),
         ("StableDiffusionPipeline", StableDiffusionAdapter),
     ]
 
 
+_FLUX_REASON = (
+    "FLUX.1 [dev]/[schnell] are guidance-distilled: guidance is an input embedding, not a "
+    "null-text branch, so there is no phi to optimise"
+)
+_FLUX2_REASON = (
+    "FLUX.2 [dev] is guidance-distilled: guidance is an input embedding, not a null-text "
+    "branch, so there is no phi to optimise"
+)
+_LCM_REASON = (
+    "latent consistency models are guidance-distilled: the guidance scale is an input "
+    "embedding (the UNet's time_cond_proj_dim) and sampling runs without a null-text branch, "
+    "so there is no phi to optimise"
+)
 # Families whose models were distilled to run without CFG: there is no null branch.
 _GUIDANCE_DISTILLED = {
-    "FluxPipeline": "FLUX.1 [dev]/[schnell] are guidance-distilled: guidance is an input "
-    "embedding, not a null-text branch, so there is no phi to optimise",
+    "FluxPipeline": _FLUX_REASON,
+    "Flux2Pipeline": _FLUX2_REASON,
+    "LatentConsistencyModelPipeline": _LCM_REASON,
+    "LatentConsistencyModelImg2ImgPipeline": _LCM_REASON,
 }
+# Every FLUX.1 pipeline class (img2img, inpaint, fill, control, Kontext, ...): "Flux" + a letter.
+_FLUX1_CLASS = re.compile(r"^Flux[A-Z]\w*Pipeline$")
 
 
 def supported_pipelines() -> list[str]:
@@ -43,8 +67,25 @@ def supported_pipelines() -> list[str]:
     return [name for name, _ in _adapter_table()]
 
 
-def make_adapter(pipeline: Any, scheduler: Any = "ddim", eta: float = 1.0) -> PipelineAdapter:
+def _distilled_reason(pipeline: Any, names: list[str]) -> str | None:
+    for name in names:
+        if name in _GUIDANCE_DISTILLED:
+            return _GUIDANCE_DISTILLED[name]
+        if _FLUX1_CLASS.match(name):
+            return _FLUX_REASON
+    unet_config = getattr(getattr(pipeline, "unet", None), "config", None)
+    if unet_config is not None and unet_config.get("time_cond_proj_dim") is not None:
+        return _LCM_REASON
+    return None
+
+
+def make_adapter(
+    pipeline: Any, scheduler: Any = "ddim", eta: float = 1.0, **options: Any
+) -> PipelineAdapter:
     """Pick the adapter for ``pipeline`` by its class (or a base class).
+
+    ``options`` go to the adapter (e.g. ``gradient_checkpointing``, or
+    ``max_sequence_length`` for SD3).
 
     Raises
     ------
@@ -54,14 +95,12 @@ def make_adapter(pipeline: Any, scheduler: Any = "ddim", eta: float = 1.0) -> Pi
 
     """
     names = [cls.__name__ for cls in type(pipeline).__mro__]
-    for name in names:
-        if name in _GUIDANCE_DISTILLED:
-            raise UnsupportedPipelineError(
-                f"{type(pipeline).__name__} cannot be aligned: {_GUIDANCE_DISTILLED[name]}."
-            )
+    reason = _distilled_reason(pipeline, names)
+    if reason is not None:
+        raise UnsupportedPipelineError(f"{type(pipeline).__name__} cannot be aligned: {reason}.")
     for class_name, adapter_class in _adapter_table():
         if class_name in names:
-            return adapter_class(pipeline, scheduler=scheduler, eta=eta)
+            return adapter_class(pipeline, scheduler=scheduler, eta=eta, **options)
     raise UnsupportedPipelineError(
         f"{type(pipeline).__name__} is not supported; nulltta aligns "
         f"{', '.join(supported_pipelines())}. Load your model with one of these classes."

@@ -53,18 +53,35 @@ class PipelineAdapter(ABC):
         See :func:`nulltta.schedulers.make_scheduler`.
     eta : float, default=1.0
         DDIM eta (1 = ancestral, as released).
+    gradient_checkpointing : bool or None, default=None
+        Turn on the denoiser's and the VAE's gradient checkpointing for the
+        duration of a run (:meth:`frozen`), then restore it. None uses the
+        family's ``default_gradient_checkpointing`` (on for SDXL and SD3).
 
     """
 
     family: ClassVar[str] = ""
     default_guidance_scale: ClassVar[float] = 7.5
+    default_gradient_checkpointing: ClassVar[bool] = False
     trainable_keys: ClassVar[tuple[str, ...]] = ("encoder_hidden_states",)
 
-    def __init__(self, pipeline: Any, scheduler: Any = "ddim", eta: float = 1.0) -> None:
+    def __init__(
+        self,
+        pipeline: Any,
+        scheduler: Any = "ddim",
+        eta: float = 1.0,
+        gradient_checkpointing: bool | None = None,
+    ) -> None:
         self.pipeline = pipeline
-        self.scheduler = make_scheduler(scheduler, pipeline.scheduler)
+        self.scheduler = self.build_scheduler(scheduler)
         self.eta = eta
+        self.gradient_checkpointing = gradient_checkpointing
         self._trainable_shapes: dict[str, tuple[int, ...]] = {}
+        self._checkpointing_enabled: list[nn.Module] = []
+
+    def build_scheduler(self, choice: Any) -> Any:
+        """A fresh DDIM or DDPM scheduler (:func:`~nulltta.schedulers.make_scheduler`)."""
+        return make_scheduler(choice, self.pipeline.scheduler)
 
     # --- properties --------------------------------------------------------
     @property
@@ -97,10 +114,42 @@ class PipelineAdapter(ABC):
         for parameter, _ in flags:
             parameter.requires_grad_(False)
         try:
+            self.enter_run()
             yield
         finally:
+            self.exit_run()
             for parameter, flag in flags:
                 parameter.requires_grad_(flag)
+
+    def checkpointed_modules(self) -> list[nn.Module]:
+        """Modules whose gradient checkpointing a run turns on: the denoiser and the VAE."""
+        modules = [self.denoiser, getattr(self.pipeline, "vae", None)]
+        return [m for m in modules if m is not None]
+
+    def enter_run(self) -> None:
+        """Called as a run starts (inside :meth:`frozen`): turn on gradient checkpointing.
+
+        Only on modules that support it and do not have it on already; those
+        are switched back off by :meth:`exit_run`.
+        """
+        enabled = self.gradient_checkpointing
+        if enabled is None:
+            enabled = self.default_gradient_checkpointing
+        self._checkpointing_enabled = []
+        if not enabled:
+            return
+        for module in self.checkpointed_modules():
+            if getattr(module, "_supports_gradient_checkpointing", False) and not (
+                module.is_gradient_checkpointing
+            ):
+                module.enable_gradient_checkpointing()
+                self._checkpointing_enabled.append(module)
+
+    def exit_run(self) -> None:
+        """Called as a run ends: undo what :meth:`enter_run` turned on."""
+        for module in self._checkpointing_enabled:
+            module.disable_gradient_checkpointing()
+        self._checkpointing_enabled = []
 
     # --- resolution and latents -------------------------------------------
     @abstractmethod
@@ -196,7 +245,13 @@ class PipelineAdapter(ABC):
     # --- the networks ----------------------------------------------------
     @abstractmethod
     def predict_noise(self, latents: Tensor, timestep: int, embeddings: Embeddings) -> Tensor:
-        """Noise prediction ``eps(x_t, t, e)`` in float32, batch matching ``latents``."""
+        """Noise prediction ``eps(x_t, t, e)`` in float32, batch matching ``latents``.
+
+        More generally, the prediction ``p`` in which :meth:`step_coefficients`
+        are written: ``x_t = signal x0 + noise p`` and the step mean is
+        ``a x_t + b p``. That is ``eps`` for diffusion models and the velocity
+        for rectified flow (``signal = 1``, ``noise = sigma``).
+        """
 
     @abstractmethod
     def decode(self, latents: Tensor) -> Tensor:

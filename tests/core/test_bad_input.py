@@ -106,3 +106,11 @@ def test_unsupported_pipeline_lists_supported_ones():
         make_adapter(FluxPipeline())
     with pytest.raises(UnsupportedPipelineError, match="StableDiffusionPipeline"):
         make_adapter(KandinskyPipeline())
+
+
+def test_ddim_built_from_a_config_without_clip_sample_does_not_clip():
+    from diffusers import EulerDiscreteScheduler
+
+    euler = EulerDiscreteScheduler(beta_schedule="scaled_linear")
+    assert "clip_sample" not in euler.config
+    assert make_scheduler("ddim", euler).config.clip_sample is False
