@@ -10,10 +10,16 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
-__all__ = ["TINY_WORDS", "tiny_clip_tokenizer", "tiny_stable_diffusion_pipeline"]
+__all__ = [
+    "TINY_WORDS",
+    "tiny_clip_tokenizer",
+    "tiny_stable_diffusion_pipeline",
+    "tiny_vae",
+]
 
 TINY_WORDS = (
     "a photo of an the cat dog on sofa red green blue circle square white black background "
@@ -69,6 +75,26 @@ def tiny_clip_tokenizer(folder: str | Path | None = None, max_length: int = 16):
     )
 
 
+def tiny_vae(seed: int = 0, **extra: Any):
+    """An ``AutoencoderKL`` with blocks (4, 8): factor 2, 4 latent channels, eval mode.
+
+    ``extra`` config entries (e.g. ``shift_factor``) are passed on.
+    """
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(
+        block_out_channels=[4, 8],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=2,
+        **extra,
+    ).eval()
+
+
 def tiny_stable_diffusion_pipeline(
     seed: int = 0, sample_size: int = 8, prediction_type: str = "epsilon", max_length: int = 16
 ):
@@ -78,7 +104,6 @@ def tiny_stable_diffusion_pipeline(
     (VAE with two blocks). Everything is on the CPU in float32, in eval mode.
     """
     from diffusers import (
-        AutoencoderKL,
         DDIMScheduler,
         StableDiffusionPipeline,
         UNet2DConditionModel,
@@ -98,16 +123,7 @@ def tiny_stable_diffusion_pipeline(
         cross_attention_dim=8,
         norm_num_groups=2,
     )
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        block_out_channels=[4, 8],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        norm_num_groups=2,
-    )
+    vae = tiny_vae(seed)
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
@@ -134,7 +150,7 @@ def tiny_stable_diffusion_pipeline(
     )
     pipeline = StableDiffusionPipeline(
         unet=unet.eval(),
-        vae=vae.eval(),
+        vae=vae,
         text_encoder=text_encoder.eval(),
         tokenizer=tokenizer,
         scheduler=scheduler,

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .testing import tiny_clip_tokenizer
+from .testing import tiny_clip_tokenizer, tiny_vae
 
 __all__ = [
     "SDXL_TEXT_ENCODER_2_CONFIG",
@@ -81,22 +81,6 @@ def _clip_config(tokenizer: Any, hidden: int, projection_dim: int, max_length: i
     )
 
 
-def _tiny_vae(seed: int, **extra: Any):
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(seed)
-    return AutoencoderKL(
-        block_out_channels=[4, 8],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-        norm_num_groups=2,
-        **extra,
-    ).eval()
-
-
 def tiny_sdxl_pipeline(
     seed: int = 0,
     sample_size: int = 8,
@@ -152,7 +136,7 @@ def tiny_sdxl_pipeline(
         prediction_type=prediction_type,
     )
     pipeline = StableDiffusionXLPipeline(
-        vae=_tiny_vae(seed),
+        vae=tiny_vae(seed),
         text_encoder=text_encoder.eval(),
         text_encoder_2=text_encoder_2.eval(),
         tokenizer=tokenizer,
@@ -233,7 +217,7 @@ def tiny_sd3_pipeline(
     pipeline = StableDiffusion3Pipeline(
         transformer=transformer.eval(),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=shift),
-        vae=_tiny_vae(
+        vae=tiny_vae(
             seed,
             use_quant_conv=False,
             use_post_quant_conv=False,
