@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..equations import StepCoefficients
+from ..equations import StepCoefficients, to_epsilon
 from ..schedulers import make_scheduler, step_coefficients
 
 __all__ = ["Embeddings", "PipelineAdapter", "cat_embeddings", "repeat_embeddings"]
@@ -252,6 +252,17 @@ class PipelineAdapter(ABC):
         ``a x_t + b p``. That is ``eps`` for diffusion models and the velocity
         for rectified flow (``signal = 1``, ``noise = sigma``).
         """
+
+    def output_to_epsilon(self, output: Tensor, latents: Tensor, timestep: int) -> Tensor:
+        """Convert a variance-preserving model's output to ``eps`` by the scheduler's type.
+
+        See :func:`nulltta.equations.to_epsilon`; ``"epsilon"`` passes through.
+        """
+        prediction_type = self.scheduler.config.prediction_type
+        if prediction_type == "epsilon":
+            return output
+        alpha_bar = float(self.scheduler.alphas_cumprod[int(timestep)])
+        return to_epsilon(output, latents, alpha_bar**0.5, (1 - alpha_bar) ** 0.5, prediction_type)
 
     @abstractmethod
     def decode(self, latents: Tensor) -> Tensor:

@@ -16,7 +16,6 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from ..equations import to_epsilon
 from .base import Embeddings
 from .stable_diffusion import StableDiffusionAdapter
 
@@ -145,11 +144,7 @@ class StableDiffusionXLAdapter(StableDiffusionAdapter):
             },
             return_dict=False,
         )[0].float()
-        prediction_type = self.scheduler.config.prediction_type
-        if prediction_type == "epsilon":
-            return output
-        alpha_bar = float(self.scheduler.alphas_cumprod[int(timestep)])
-        return to_epsilon(output, latents, alpha_bar**0.5, (1 - alpha_bar) ** 0.5, prediction_type)
+        return self.output_to_epsilon(output, latents, timestep)
 
     def decoding_vae(self) -> nn.Module:
         """The pipeline's VAE, or a float32 copy of it if it is float16 with ``force_upcast``."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..equations import to_epsilon
 from .base import Embeddings, PipelineAdapter
 
 __all__ = ["StableDiffusionAdapter"]
@@ -72,11 +71,7 @@ class StableDiffusionAdapter(PipelineAdapter):
             encoder_hidden_states=embeddings["encoder_hidden_states"].to(self.model_dtype),
             return_dict=False,
         )[0].float()
-        prediction_type = self.scheduler.config.prediction_type
-        if prediction_type == "epsilon":
-            return output
-        alpha_bar = float(self.scheduler.alphas_cumprod[int(timestep)])
-        return to_epsilon(output, latents, alpha_bar**0.5, (1 - alpha_bar) ** 0.5, prediction_type)
+        return self.output_to_epsilon(output, latents, timestep)
 
     def decode(self, latents: Tensor) -> Tensor:
         """VAE decode of ``latents / scaling_factor``, mapped from [-1, 1] to [0, 1]."""
