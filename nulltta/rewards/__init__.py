@@ -64,3 +64,5 @@ __all__ = [
     "reward_specs",
     "weighted_sum",
 ]
+
+from nulltta.shapes import rewards as _shapes_rewards  # noqa: E402, F401  (registers shapes-*)

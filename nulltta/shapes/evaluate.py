@@ -1,0 +1,172 @@
+"""ShapesBench numbers for plain sampling from a text-to-image model.
+
+    python -m nulltta.shapes.evaluate                  # the embedded model
+    python -m nulltta.shapes.evaluate --model DIR --n 200 --grid grid.png
+
+Samples with diffusers' own ``StableDiffusionPipeline`` (DDIM, eta = 1, i.e.
+ancestral), then reports prompt fidelity (all of shape, colour and background
+right, by the ShapesBench classifier), both preference models, the manifold
+score and the Frechet distance to clean images, with the clean-vs-clean FD of
+a same-size set as the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler, StableDiffusionPipeline
+from PIL import Image
+from torch import Tensor
+
+from .rewards import (
+    ShapesFD,
+    ShapesManifold,
+    ShapesPreference,
+    ShapesPreferenceHeldout,
+    fidelity_accuracy,
+)
+from .world import all_prompts, sample_batch
+
+__all__ = [
+    "DEFAULT_CFG",
+    "DEFAULT_STEPS",
+    "benchmark_prompts",
+    "evaluate",
+    "main",
+    "sample",
+    "save_grid",
+]
+
+DEFAULT_CFG = 5.0
+DEFAULT_STEPS = 50
+
+
+def benchmark_prompts(n: int, seed: int = 0) -> tuple[list[str], list[int]]:
+    """``n`` prompt/seed pairs: every prompt in turn (shuffled once), seeds ``0..n-1``."""
+    order = np.random.default_rng(seed).permutation(len(all_prompts()))
+    prompts = [all_prompts()[order[i % len(order)]] for i in range(n)]
+    return prompts, list(range(n))
+
+
+@torch.no_grad()
+def sample(
+    pipe: StableDiffusionPipeline,
+    prompts: list[str],
+    seeds: list[int],
+    guidance_scale: float = DEFAULT_CFG,
+    steps: int = DEFAULT_STEPS,
+    batch_size: int = 50,
+) -> Tensor:
+    """Plain CFG samples, one per prompt/seed pair, as ``(N, 3, H, W)`` in ``[0, 1]``.
+
+    The pipeline's scheduler is replaced by DDIM with ``eta = 1`` (ancestral),
+    the sampler of the method's default schedule.
+    """
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        gens = [torch.Generator().manual_seed(s) for s in seeds[i : i + batch_size]]
+        images = pipe(
+            prompts[i : i + batch_size],
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            eta=1.0,
+            generator=gens,
+            output_type="pt",
+        ).images
+        out.append(images.float().cpu())
+    return torch.cat(out).clamp(0, 1)
+
+
+def save_grid(images: Tensor, path: str | Path, columns: int = 8, scale: int = 4) -> Path:
+    """Save images ``(N, 3, H, W)`` in [0, 1] as one PNG grid (nearest upscaling, 2 px gaps)."""
+    n, _, h, w = images.shape
+    rows = -(-n // columns)
+    canvas = np.ones((rows * (h * scale + 2), columns * (w * scale + 2), 3), dtype=np.uint8) * 255
+    arrays = (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    for i, array in enumerate(arrays):
+        r, c = divmod(i, columns)
+        big = array.repeat(scale, 0).repeat(scale, 1)
+        y, x = r * (h * scale + 2), c * (w * scale + 2)
+        canvas[y : y + h * scale, x : x + w * scale] = big
+    path = Path(path)
+    Image.fromarray(canvas).save(path)
+    return path
+
+
+@torch.no_grad()
+def evaluate(images: Tensor, prompts: list[str]) -> dict[str, float]:
+    """ShapesBench metrics of generated images (and the FD floor of clean images).
+
+    Returns
+    -------
+    dict
+        ``fidelity`` (fraction with all three attributes right),
+        ``preference`` and ``preference_heldout`` means, ``manifold`` mean,
+        ``fd`` and ``fd_clean_floor`` (clean images of the same count).
+    """
+    fd = ShapesFD()
+    fd.update(images)
+    floor = ShapesFD()
+    floor.update(sample_batch(len(images), seed=4242).images)
+    return {
+        "n": len(images),
+        "fidelity": float(fidelity_accuracy(images, prompts).mean()),
+        "preference": float(ShapesPreference()(images).mean()),
+        "preference_heldout": float(ShapesPreferenceHeldout()(images).mean()),
+        "manifold": float(ShapesManifold()(images).mean()),
+        "fd": float(fd.compute()),
+        "fd_clean_floor": float(floor.compute()),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Command-line entry point; prints and returns the metrics."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--model", type=Path, default=None, help="pipeline folder (default: embedded)"
+    )
+    parser.add_argument("--n", type=int, default=200, help="prompt/seed pairs")
+    parser.add_argument("--cfg", type=float, default=DEFAULT_CFG)
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    parser.add_argument("--grid", type=Path, default=Path("shapes_samples.png"))
+    parser.add_argument("--json", type=Path, default=None, help="also write the metrics here")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    if args.model is None:
+        from .model import load_embedded_pipeline
+
+        pipe = load_embedded_pipeline()
+    else:
+        pipe = StableDiffusionPipeline.from_pretrained(
+            args.model,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            local_files_only=True,
+        )
+    prompts, seeds = benchmark_prompts(args.n)
+    start = time.time()
+    images = sample(pipe, prompts, seeds, args.cfg, args.steps)
+    metrics = {"cfg": args.cfg, "steps": args.steps, "sample_seconds": time.time() - start}
+    metrics.update(evaluate(images, prompts))
+    save_grid(images[:64], args.grid)
+    print(json.dumps(metrics, indent=2))
+    print(f"sample grid: {args.grid} (rows of 8; prompts in benchmark_prompts order)")
+    if args.json is not None:
+        args.json.write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

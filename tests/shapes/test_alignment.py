@@ -1,0 +1,47 @@
+"""Null-TTA on the embedded model: the target reward rises over plain sampling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nulltta import NullTextAligner
+from nulltta.loading import embedded_model_available
+
+pytestmark = pytest.mark.skipif(not embedded_model_available(), reason="no embedded model")
+
+SHORT = {"num_inference_steps": 20, "n_min": 2, "n_max": 6}
+
+
+@pytest.fixture(scope="module")
+def shared_pipe():
+    from nulltta.shapes.model import load_embedded_pipeline
+
+    return load_embedded_pipeline()
+
+
+def test_short_alignment_raises_the_target_reward(shared_pipe):
+    prompt = "a blue square on a white background"
+    gains = []
+    for seed in range(3):
+        aligner = NullTextAligner(shared_pipe, "shapes-preference", seed=seed, **SHORT).fit(prompt)
+        plain = aligner.sample_baseline(output_type="pt")
+        gains.append(aligner.reward_ - aligner.score(plain))
+    assert sum(gain > 0 for gain in gains) >= 2
+    assert sum(gains) > 0
+
+
+def test_default_reward_of_the_embedded_model_is_the_target_preference():
+    aligner = NullTextAligner(num_inference_steps=2, n_min=0, n_max=1, num_candidates=1)
+    aligner.fit("a red circle on a white background")
+    assert (
+        type(aligner.reward_fn_).__name__
+        == type(__import__("nulltta").get_reward("shapes-preference")).__name__
+    )
+    assert torch.is_tensor(aligner.phi_)
+
+
+def test_prompts_outside_the_vocabulary_warn_with_the_vocabulary():
+    aligner = NullTextAligner(num_inference_steps=2, n_min=0, n_max=1, num_candidates=1)
+    with pytest.warns(UserWarning, match="circle"):
+        aligner.fit("a purple hexagon on a white background")
