@@ -7,15 +7,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
@@ -29,12 +27,14 @@ from .callbacks import (
 )
 from .config import AlignmentConfig
 from .history import History
+from .images import format_images, to_pil, to_tensor
 from .loading import is_embedded, load_pipeline
 from .loop import run_denoising_loop
 from .module import NullTextModule
+from .persistence import load_fitted, save_fitted
 from .rewards import Reward, get_reward
 
-__all__ = ["NotFittedError", "NullTTAError", "NullTextAligner"]
+__all__ = ["NotFittedError", "NullTTAError", "NullTextAligner", "to_pil", "to_tensor"]
 
 _SHARED_PARAMS = ("pipeline", "reward")
 
@@ -45,22 +45,6 @@ class NullTTAError(Exception):
 
 class NotFittedError(NullTTAError, SklearnNotFittedError):
     """A method that needs a fitted aligner was called before ``fit``."""
-
-
-def to_pil(images: torch.Tensor) -> list[Image.Image]:
-    """``(B, 3, H, W)`` tensor in [0, 1] to PIL images (rounded like diffusers)."""
-    arrays = (images.detach().float().clamp(0, 1).cpu().permute(0, 2, 3, 1).numpy() * 255).round()
-    return [Image.fromarray(array.astype(np.uint8)) for array in arrays]
-
-
-def to_tensor(images: Any) -> torch.Tensor:
-    """PIL images, a list of them, or a tensor, as a ``(B, 3, H, W)`` float tensor in [0, 1]."""
-    if isinstance(images, torch.Tensor):
-        return images if images.ndim == 4 else images.unsqueeze(0)
-    if isinstance(images, Image.Image):
-        images = [images]
-    arrays = [np.asarray(image.convert("RGB"), dtype=np.float32) / 255 for image in images]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
 class NullTextAligner(BaseEstimator):
@@ -94,6 +78,10 @@ class NullTextAligner(BaseEstimator):
     n_min, n_max, schedule_rate, learning_rate, reward_weight, kl_weight, kl_mode,
     sigma_phi_sq, num_candidates, select_initial_noise, gradient, zo_samples, zo_smoothing
         Method settings, see :class:`~nulltta.config.AlignmentConfig`.
+    gradient_checkpointing, autocast_dtype, decode_scale, early_stop_patience,
+    early_stop_tolerance, optimize_every
+        Speed and memory options, all off by default; see
+        :class:`~nulltta.config.AlignmentConfig` and :mod:`nulltta.speedups`.
     anneal_kl : bool, default=True
         Anneal lambda2 with ``tau_i = max(2 - (1 + c)^i, 0)``; False keeps it constant.
     seed : int, default=0
@@ -151,6 +139,12 @@ class NullTextAligner(BaseEstimator):
         gradient: str = "auto",
         zo_samples: int = 4,
         zo_smoothing: float = 0.02,
+        gradient_checkpointing: bool = False,
+        autocast_dtype: str | None = None,
+        decode_scale: float = 1.0,
+        early_stop_patience: int | None = None,
+        early_stop_tolerance: float = 0.0,
+        optimize_every: int = 1,
         seed: int = 0,
         callbacks: Sequence[Any] | None = None,
         progress: bool = False,
@@ -181,6 +175,12 @@ class NullTextAligner(BaseEstimator):
         self.gradient = gradient
         self.zo_samples = zo_samples
         self.zo_smoothing = zo_smoothing
+        self.gradient_checkpointing = gradient_checkpointing
+        self.autocast_dtype = autocast_dtype
+        self.decode_scale = decode_scale
+        self.early_stop_patience = early_stop_patience
+        self.early_stop_tolerance = early_stop_tolerance
+        self.optimize_every = optimize_every
         self.seed = seed
         self.callbacks = callbacks
         self.progress = progress
@@ -207,23 +207,8 @@ class NullTextAligner(BaseEstimator):
 
     # --- set-up (skorch-style initialize_* steps) -------------------------------
     def _config(self, guidance_scale: float) -> AlignmentConfig:
-        return AlignmentConfig(
-            guidance_scale=guidance_scale,
-            num_inference_steps=self.num_inference_steps,
-            n_min=self.n_min,
-            n_max=self.n_max,
-            schedule_rate=self.schedule_rate,
-            learning_rate=self.learning_rate,
-            reward_weight=self.reward_weight,
-            kl_weight=self.kl_weight,
-            kl_mode=self.kl_mode,
-            sigma_phi_sq=self.sigma_phi_sq,
-            num_candidates=self.num_candidates,
-            select_initial_noise=self.select_initial_noise,
-            gradient=self.gradient,
-            zo_samples=self.zo_samples,
-            zo_smoothing=self.zo_smoothing,
-        ).validate()
+        settings = {f.name: getattr(self, f.name) for f in fields(AlignmentConfig)}
+        return AlignmentConfig(**{**settings, "guidance_scale": guidance_scale}).validate()
 
     def _check_params(self) -> None:
         """Everything that can be checked before loading a model."""
@@ -276,9 +261,13 @@ class NullTextAligner(BaseEstimator):
         self._check_params()
         pipeline = self.initialize_pipeline()
         adapter = make_adapter(pipeline, scheduler=self.scheduler, eta=self.eta)
-        guidance = (
-            adapter.default_guidance_scale if self.guidance_scale is None else self.guidance_scale
-        )
+        guidance = self.guidance_scale
+        if guidance is None:
+            guidance = adapter.default_guidance_scale
+            if is_embedded(self.pipeline):
+                from .shapes.evaluate import DEFAULT_CFG  # the embedded model's own CFG
+
+                guidance = DEFAULT_CFG
         config = self._config(guidance)
         default_h, default_w = adapter.default_resolution()
         height = default_h if self.height is None else self.height
@@ -377,7 +366,7 @@ class NullTextAligner(BaseEstimator):
             ]
             for k in range(n_images)
         ]
-        return _format_images(torch.cat(images), output_type)
+        return format_images(torch.cat(images), output_type)
 
     def sample_baseline(
         self,
@@ -402,7 +391,7 @@ class NullTextAligner(BaseEstimator):
             self._finish(self._run(prompt, first + k, config, adapter, height, width))[0]
             for k in range(n_images)
         ]
-        return _format_images(torch.cat(images), output_type)
+        return format_images(torch.cat(images), output_type)
 
     def score(self, images: Any, prompt: str | None = None) -> float:
         """Mean target reward of ``images`` (PIL, list of PIL, or tensor in [0, 1])."""
@@ -416,26 +405,9 @@ class NullTextAligner(BaseEstimator):
 
     # --- persistence ------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write ``phi.safetensors``, ``config.json`` and the image to a folder."""
+        """Write the fitted phi' trajectory and settings to a folder (see nulltta.persistence)."""
         self._check_is_fitted()
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file(
-            {"phi": self.phi_.contiguous(), "latents": self.latents_.contiguous()},
-            folder / "phi.safetensors",
-        )
-        params = {k: v for k, v in self.get_params(deep=False).items() if _json_safe(v)}
-        state = {
-            "params": params,
-            "prompt": self.prompt_,
-            "timesteps": self.timesteps_,
-            "resolution": list(self.resolution_),
-            "reward": self.reward_,
-            "config": self.config_.to_dict(),
-        }
-        (folder / "config.json").write_text(json.dumps(state, indent=1))
-        self.image_.save(folder / "image.png")
-        return folder
+        return save_fitted(self, path)
 
     @classmethod
     def load(cls, path: str | Path, pipeline: Any = None, reward: Any = None) -> NullTextAligner:
@@ -444,47 +416,16 @@ class NullTextAligner(BaseEstimator):
         ``pipeline`` and ``reward`` replace the saved names when given (objects
         are not saved).
         """
-        folder = Path(path)
-        if not (folder / "config.json").exists():
-            raise FileNotFoundError(f"{folder} has no config.json; pass a folder written by save()")
-        state = json.loads((folder / "config.json").read_text())
-        params = dict(state["params"])
+        params, fitted = load_fitted(path)
         if pipeline is not None:
             params["pipeline"] = pipeline
         if reward is not None:
             params["reward"] = reward
         aligner = cls(**params)
-        tensors = load_file(folder / "phi.safetensors")
-        aligner.phi_ = tensors["phi"]
-        aligner.latents_ = tensors["latents"]
-        aligner.prompt_ = state["prompt"]
-        aligner.timesteps_ = state["timesteps"]
-        aligner.resolution_ = tuple(state["resolution"])
-        aligner.reward_ = state["reward"]
-        aligner.config_ = AlignmentConfig(**state["config"])
-        aligner.history_ = History()
-        if (folder / "image.png").exists():
-            aligner.image_ = Image.open(folder / "image.png").convert("RGB")
+        for name, value in fitted.items():
+            setattr(aligner, name, value)
         return aligner
 
 
-def _format_images(images: torch.Tensor, output_type: str) -> list[Image.Image] | torch.Tensor:
-    if output_type == "pt":
-        return images.cpu()
-    if output_type == "pil":
-        return to_pil(images)
-    raise ValueError(f"output_type={output_type!r}; use 'pil' or 'pt'")
-
-
 def _no_optimisation(config: AlignmentConfig) -> AlignmentConfig:
-    from dataclasses import replace
-
     return replace(config, n_min=0, n_max=0, num_candidates=1, select_initial_noise=False)
-
-
-def _json_safe(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except TypeError:
-        return False
-    return True

@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image, PngImagePlugin
 
 from .adapters import UnsupportedPipelineError
+from .bench.cli import add_bench_parser, run_bench
 
 __all__ = ["build_parser", "main"]
 
@@ -144,13 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_generate(subparsers)
     subparsers.add_parser("rewards", help="list the rewards and whether their weights are found")
+    add_bench_parser(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nulltta`` command."""
     args = build_parser().parse_args(argv)
-    commands = {"generate": _run_generate, "rewards": _run_rewards}
+    commands = {"generate": _run_generate, "rewards": _run_rewards, "bench": run_bench}
     try:
         return commands[args.command](args)
     except (ValueError, FileNotFoundError, UnsupportedPipelineError) as error:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["AlignmentConfig", "KL_MODES", "GRADIENT_MODES"]
+__all__ = ["AUTOCAST_CHOICES", "AlignmentConfig", "GRADIENT_MODES", "KL_MODES"]
 
 KL_MODES = ("paper", "exact")
 GRADIENT_MODES = ("auto", "backprop", "zeroth_order")
+AUTOCAST_CHOICES = (None, "bfloat16", "float16")
 
 
 @dataclass
@@ -44,6 +45,25 @@ class AlignmentConfig:
         "auto" uses zero-order estimates when the reward is not differentiable.
     zo_samples, zo_smoothing : int, float
         K and mu of the zero-order estimator (4 and 0.02).
+    gradient_checkpointing : bool
+        Recompute UNet and VAE block activations in the inner loop's backward
+        pass instead of storing them (less memory, more time). Off.
+    autocast_dtype : {None, "bfloat16", "float16"}
+        Run the UNet and VAE under ``torch.autocast`` in the inner loop; the
+        reward and the objective stay float32. None (off) by default.
+    decode_scale : float
+        The inner loop decodes ``x0_hat`` resized by this factor (0.5: a
+        half-resolution image for the reward gradient, about a quarter of the
+        VAE cost). 1.0 (full resolution) by default; the final image, greedy
+        selection and the reported reward always use full resolution.
+    early_stop_patience : int or None
+        Stop a timestep's inner loop once the objective has not improved by
+        more than ``early_stop_tolerance`` for this many inner steps. None (off).
+    early_stop_tolerance : float
+        See ``early_stop_patience`` (0.0).
+    optimize_every : int
+        Optimise phi' only at every k-th timestep (phi' carries over in
+        between); 1 (every step, as released) by default.
 
     """
 
@@ -62,6 +82,12 @@ class AlignmentConfig:
     gradient: str = "auto"
     zo_samples: int = 4
     zo_smoothing: float = 0.02
+    gradient_checkpointing: bool = False
+    autocast_dtype: str | None = None
+    decode_scale: float = 1.0
+    early_stop_patience: int | None = None
+    early_stop_tolerance: float = 0.0
+    optimize_every: int = 1
 
     def validate(self) -> AlignmentConfig:
         """Raise ``ValueError`` with the fix for the first invalid setting."""
@@ -94,7 +120,24 @@ class AlignmentConfig:
             raise ValueError(f"kl_mode={self.kl_mode!r}; choose one of {KL_MODES}")
         if self.gradient not in GRADIENT_MODES:
             raise ValueError(f"gradient={self.gradient!r}; choose one of {GRADIENT_MODES}")
+        self._validate_speed_options()
         return self
+
+    def _validate_speed_options(self) -> None:
+        if self.autocast_dtype not in AUTOCAST_CHOICES:
+            raise ValueError(
+                f"autocast_dtype={self.autocast_dtype!r}; choose one of {AUTOCAST_CHOICES}"
+            )
+        if not 0 < self.decode_scale <= 1:
+            raise ValueError(
+                f"decode_scale={self.decode_scale} must be in (0, 1]: it shrinks the inner "
+                "loop's decode, e.g. 0.5 for half resolution"
+            )
+        if self.early_stop_patience is not None:
+            _check_int("early_stop_patience", self.early_stop_patience, minimum=1)
+        if not self.early_stop_tolerance >= 0:
+            raise ValueError(f"early_stop_tolerance={self.early_stop_tolerance} must be >= 0")
+        _check_int("optimize_every", self.optimize_every, minimum=1)
 
     def resolved_reward_weight(self, zeroth_order: bool) -> float:
         """``lambda1``: the given weight, or 100 (gradient) / 50 (zero-order) as released."""

@@ -33,6 +33,7 @@ from .equations import (
     zeroth_order_gradient,
 )
 from .rewards import Reward
+from .speedups import Plateau, autocast, downscale_latents, gradient_checkpointing, strided_schedule
 
 __all__ = ["NullTextModule", "Trajectory", "reset_optimizer_state"]
 
@@ -142,8 +143,11 @@ class NullTextModule(LightningModule):
             null_packed=null_packed,
             timesteps=timesteps,
             coefficients=[adapter.step_coefficients(t) for t in timesteps],
-            inner_steps=inner_steps_schedule(
-                len(timesteps), config.n_min, config.n_max, config.schedule_rate
+            inner_steps=strided_schedule(
+                inner_steps_schedule(
+                    len(timesteps), config.n_min, config.n_max, config.schedule_rate
+                ),
+                config.optimize_every,
             ),
             latents=latents.float(),
             generator=generator,
@@ -196,24 +200,32 @@ class NullTextModule(LightningModule):
 
         ``null_packed`` may hold ``m * B`` rows (zero-order perturbations); the
         other tensors are tiled to match. ``eps_ref`` is None when the KL
-        weight is zero at this step.
+        weight is zero at this step. The UNet and VAE run under the
+        configured autocast; the reward and the objective stay float32.
         """
         traj, config = self.trajectory, self.config
         repeats = null_packed.shape[0] // traj.batch_size
         tile = lambda x: x.repeat(repeats, *[1] * (x.ndim - 1))  # noqa: E731
         latents, eps_cond = tile(latents), tile(eps_cond)
-        eps_uncond = self.adapter.predict_noise(
-            latents, coefficients.timestep, self.null_embeddings(null_packed)
-        )
-        eps = cfg_combine(eps_uncond, eps_cond, config.guidance_scale)
-        x0 = tweedie_x0(latents, eps, coefficients.signal, coefficients.noise)
-        reward = self.reward(self.adapter.decode(x0), traj.prompts * repeats)
+        with autocast(self.adapter.device, config.autocast_dtype):
+            eps_uncond = self.adapter.predict_noise(
+                latents, coefficients.timestep, self.null_embeddings(null_packed)
+            )
+            eps = cfg_combine(eps_uncond, eps_cond, config.guidance_scale)
+            x0 = tweedie_x0(latents, eps, coefficients.signal, coefficients.noise)
+            images = self.adapter.decode(downscale_latents(x0, config.decode_scale))
+        reward = self.reward(images.float(), traj.prompts * repeats)
         kl_weight = config.kl_weight * self.kl_scale
         if eps_ref is None or kl_weight == 0:
             kl_local = kl_embedding = torch.zeros_like(reward)
         else:
             local_kl = exact_local_kl if config.kl_mode == "exact" else paper_local_kl
-            kl_local = local_kl(eps_uncond, tile(eps_ref), config.guidance_scale, coefficients)
+            if local_kl is exact_local_kl and coefficients.std == 0:
+                # A deterministic step (DDPM's last, a flow model's last) has no Gaussian
+                # transition to compare: the exact local KL is dropped there.
+                kl_local = torch.zeros_like(reward)
+            else:
+                kl_local = local_kl(eps_uncond, tile(eps_ref), config.guidance_scale, coefficients)
             kl_embedding = embedding_kl(null_packed, tile(traj.null_packed), config.sigma_phi_sq)
         value = self.reward_weight * reward - kl_weight * (kl_local + kl_embedding)
         return value, {"reward": reward, "kl_local": kl_local, "kl_embedding": kl_embedding}
@@ -237,10 +249,10 @@ class NullTextModule(LightningModule):
                 eps_cond = adapter.predict_noise(latents, timestep, traj.cond)
 
         # 2. Reference unconditional branch eps(x_t, t, phi): once, without grad,
-        #    and only when the KL term is active at this step.
+        #    and only when the KL term is active at this step (same precision as step 3).
         eps_ref = None
         if num_inner > 0 and config.kl_weight * self.kl_scale > 0:
-            with torch.no_grad():
+            with torch.no_grad(), autocast(adapter.device, config.autocast_dtype):
                 eps_ref = adapter.predict_noise(latents, timestep, traj.null)
 
         # 3. Inner loop: num_inner ascent steps on phi' (warm start, fresh Adam).
@@ -270,7 +282,24 @@ class NullTextModule(LightningModule):
             return []
         optimizer = self.optimizers()
         reset_optimizer_state(optimizer)
-        rows = []
+        plateau = Plateau(self.config.early_stop_patience, self.config.early_stop_tolerance)
+        networks = self.adapter.frozen_modules()
+        with gradient_checkpointing(networks, self.config.gradient_checkpointing):
+            return self._inner_loop(
+                optimizer, plateau, latents, eps_cond, eps_ref, coefficients, num_inner
+            )
+
+    def _inner_loop(
+        self,
+        optimizer: Any,
+        plateau: Plateau,
+        latents: Tensor,
+        eps_cond: Tensor,
+        eps_ref: Tensor | None,
+        coefficients: StepCoefficients,
+        num_inner: int,
+    ) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
         for _ in range(num_inner):
             if self.zeroth_order:
                 with torch.no_grad():
@@ -295,6 +324,8 @@ class NullTextModule(LightningModule):
                     if finite:
                         optimizer.step()
             rows.append(_inner_row(values, parts, grad if finite else None, skipped=not finite))
+            if plateau.should_stop(rows[-1]["objective"]):
+                break  # early stop: the objective has stopped improving
         return rows
 
     def _zeroth_order_step(

@@ -63,7 +63,16 @@ def format_reward_table(specs: list[RewardSpec] | None = None, width: int = 100)
     lines.append("-" * min(width, name_w + status_w + 40))
     indent = " " * (name_w + 2)
     for row in rows:
-        lines.append(f"{row['name']:<{name_w}}  {row['status']:<{status_w}}  {row['description']}")
+        head = f"{row['name']:<{name_w}}  {row['status']:<{status_w}}  "
+        lines.extend(
+            textwrap.wrap(
+                row["description"],
+                width=width,
+                initial_indent=head,
+                subsequent_indent=" " * len(head),
+                break_on_hyphens=False,
+            )
+        )
         for label in ("needs", "where"):
             if label == "needs" and row["needs"] == "nothing":
                 continue

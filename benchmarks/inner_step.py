@@ -1,0 +1,283 @@
+"""Time and peak memory of ONE Null-TTA inner step on the real SD1.5 architecture.
+
+Compares, side by side in one run, the inner step with the conditional branch
+cached (a batch-1 unconditional UNet pass in the graph: the core's
+``NullTextModule.objective``) against the released code's way (a batch-2
+``[uncond, cond]`` UNet pass in the graph), and the speed options
+(``nulltta.speedups``) on top of the cached step. Weights are random (the
+architecture, not the values, sets the cost) and frozen; the reward is the
+built-in brightness; one step is objective + backward to phi'.
+
+Every measurement runs in a fresh subprocess (so peak memory is that step's
+own), variants are interleaved over rounds (so load on a shared machine hits
+them alike), and the median over rounds is reported:
+
+    python benchmarks/inner_step.py                      # CPU, 128x128 (16x16 latents)
+    python benchmarks/inner_step.py --device cuda --resolution 512
+
+Peak memory: on CPU the process's peak RSS during the step minus its RSS
+before it (weights and inputs already loaded); on CUDA max allocated minus
+allocated before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+VARIANTS = {
+    "release": ("conditional branch in the graph (batch-2 UNet pass, as released)", {}),
+    "cached": ("conditional branch cached (batch-1 UNet pass; nulltta default)", {}),
+    "cached+ckpt": (
+        "cached + gradient checkpointing (UNet, VAE)",
+        {"gradient_checkpointing": True},
+    ),
+    "cached+bf16": (
+        "cached + bf16 autocast (UNet, VAE; fp32 reward)",
+        {"autocast_dtype": "bfloat16"},
+    ),
+    "cached+half-decode": (
+        "cached + reward through a half-resolution decode",
+        {"decode_scale": 0.5},
+    ),
+    "cached+quarter-decode": (
+        "cached + reward through a quarter-resolution decode",
+        {"decode_scale": 0.25},
+    ),
+    "cached+ckpt+half-decode": (
+        "cached + checkpointing + half-resolution decode",
+        {"gradient_checkpointing": True, "decode_scale": 0.5},
+    ),
+}
+
+
+def build_sd15(folder: Path) -> None:
+    """Write an SD1.5-architecture pipeline with random weights to ``folder``."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from nulltta.testing import tiny_clip_tokenizer
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
+        block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=768,
+        attention_head_dim=8,
+        norm_num_groups=32,
+        act_fn="silu",
+        flip_sin_to_cos=True,
+        freq_shift=0,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(128, 256, 512, 512),
+        layers_per_block=2,
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=512,
+        scaling_factor=0.18215,
+    )
+    tokenizer = tiny_clip_tokenizer(max_length=77)
+    # The text encoder only makes c and phi (77 x 768); one layer is enough.
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=768,
+            intermediate_size=1024,
+            num_hidden_layers=1,
+            num_attention_heads=12,
+            max_position_embeddings=77,
+            vocab_size=len(tokenizer),
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder)
+
+
+def release_objective(module, null_packed, latents, eps_ref, coefficients):
+    """The released way: ``[phi', c]`` through the UNet as one batch-2 pass with grad."""
+    import torch
+
+    from nulltta.adapters import cat_embeddings
+    from nulltta.equations import cfg_combine, embedding_kl, paper_local_kl, tweedie_x0
+
+    traj, config = module.trajectory, module.config
+    embeddings = cat_embeddings([module.null_embeddings(null_packed), traj.cond])
+    both = module.adapter.predict_noise(
+        torch.cat([latents, latents]), coefficients.timestep, embeddings
+    )
+    eps_uncond, eps_cond = both.chunk(2)
+    eps = cfg_combine(eps_uncond, eps_cond, config.guidance_scale)
+    x0 = tweedie_x0(latents, eps, coefficients.signal, coefficients.noise)
+    reward = module.reward(module.adapter.decode(x0), traj.prompts)
+    kl = paper_local_kl(eps_uncond, eps_ref, config.guidance_scale, coefficients)
+    kl = kl + embedding_kl(null_packed, traj.null_packed, config.sigma_phi_sq)
+    return module.reward_weight * reward - config.kl_weight * kl
+
+
+def worker(args: argparse.Namespace) -> dict:
+    """Measure one variant: memory on a fresh step, time on the next one."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from nulltta.adapters import make_adapter
+    from nulltta.bench.cost import measure
+    from nulltta.config import AlignmentConfig
+    from nulltta.module import NullTextModule
+    from nulltta.rewards import Brightness
+    from nulltta.speedups import gradient_checkpointing
+
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    device = torch.device(args.device)
+    pipe = StableDiffusionPipeline.from_pretrained(args.cache, safety_checker=None).to(device)
+    _, options = VARIANTS[args.worker]
+    config = AlignmentConfig(num_inference_steps=100, **options).validate()
+    module = NullTextModule(make_adapter(pipe), Brightness().to(device), config)
+    generator = torch.Generator(device).manual_seed(0)
+    traj = module.start_trajectory("a red circle", args.resolution, args.resolution, generator)
+    adapter, step = module.adapter, 30
+    coefficients = traj.coefficients[step]
+    latents = traj.latents
+    with torch.no_grad():
+        eps_cond = adapter.predict_noise(latents, coefficients.timestep, traj.cond)
+        eps_ref = adapter.predict_noise(latents, coefficients.timestep, traj.null)
+    phi = module.null_embedding
+
+    def inner_step() -> None:
+        phi.grad = None
+        if args.worker == "release":
+            values = release_objective(module, phi, latents, eps_ref, coefficients)
+        else:
+            values, _ = module.objective(phi, latents, eps_cond, eps_ref, coefficients)
+        (-values.sum()).backward()
+
+    with (
+        adapter.frozen(),
+        gradient_checkpointing(adapter.frozen_modules(), config.gradient_checkpointing),
+    ):
+        with measure(device) as first:
+            inner_step()
+        with measure(device) as second:
+            inner_step()
+    return {
+        "variant": args.worker,
+        "seconds": second.seconds,
+        "first_seconds": first.seconds,
+        "peak_mb": first.peak_memory_delta_mb,
+        "memory_kind": first.memory_kind,
+        "grad_norm": float(phi.grad.norm()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--resolution", type=int, default=128, help="image side (128 on CPU)")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh processes per variant")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/nulltta-sd15-random"))
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker is not None:
+        print(json.dumps(worker(args)))
+        return
+    if not (args.cache / "model_index.json").exists():
+        print(f"building the SD1.5 architecture with random weights in {args.cache} ...")
+        build_sd15(args.cache)
+    results: dict[str, list[dict]] = {name: [] for name in args.variants}
+    started = time.time()
+    for round_index in range(args.rounds):
+        for name in args.variants:
+            command = [sys.executable, __file__, "--worker", name, "--device", args.device]
+            command += ["--resolution", str(args.resolution), "--threads", str(args.threads)]
+            command += ["--cache", str(args.cache)]
+            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            results[name].append(json.loads(output.strip().splitlines()[-1]))
+            print(f"  round {round_index + 1} {name}: {results[name][-1]}", flush=True)
+    summary = {
+        name: {
+            "seconds": statistics.median(r["seconds"] for r in runs),
+            "peak_mb": statistics.median(r["peak_mb"] for r in runs),
+        }
+        for name, runs in results.items()
+    }
+    base = summary.get("release")
+    kind = results[args.variants[0]][0]["memory_kind"]
+    print(
+        f"\nOne inner step, SD1.5 UNet + VAE architecture (random weights), "
+        f"{args.resolution}x{args.resolution} images ({args.resolution // 8}x"
+        f"{args.resolution // 8} latents), {args.device}, {args.threads} thread(s), "
+        f"median of {args.rounds} fresh processes; memory = {kind} above the level before "
+        f"the step ({time.time() - started:.0f} s in all)\n"
+    )
+    print("| variant | time (s) | x release | peak memory (MB) | x release |")
+    print("|---|---|---|---|---|")
+    for name, stats in summary.items():
+        time_ratio = stats["seconds"] / base["seconds"] if base else float("nan")
+        memory_ratio = stats["peak_mb"] / base["peak_mb"] if base else float("nan")
+        print(
+            f"| {name}: {VARIANTS[name][0]} | {stats['seconds']:.2f} | {time_ratio:.2f} | "
+            f"{stats['peak_mb']:.0f} | {memory_ratio:.2f} |"
+        )
+    if base and "cached" in summary:
+        row_seconds = base["seconds"] - summary["cached"]["seconds"]
+        row_mb = base["peak_mb"] - summary["cached"]["peak_mb"]
+        print(
+            f"\nOne UNet row in the graph (release - cached): {row_seconds:.2f} s, "
+            f"{row_mb:.0f} MB; the rest of the cached step (VAE decode, reward and their "
+            "backward): "
+            f"{summary['cached']['seconds'] - row_seconds:.2f} s."
+        )
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        settings = {k: str(v) for k, v in vars(args).items()}
+        record = {"args": settings, "runs": results, "summary": summary}
+        args.json.write_text(json.dumps(record, indent=1))
+
+
+if __name__ == "__main__":
+    main()
