@@ -13,7 +13,7 @@ own), variants are interleaved over rounds (so load on a shared machine hits
 them alike), and the median over rounds is reported:
 
     python benchmarks/inner_step.py                      # CPU, 128x128 (16x16 latents)
-    python benchmarks/inner_step.py --device cuda --resolution 512
+    python benchmarks/inner_step.py --device cuda --resolution 512 --repeats 5
 
 Peak memory: on CPU the process's peak RSS during the step minus its RSS
 before it (weights and inputs already loaded); on CUDA max allocated minus
@@ -32,6 +32,10 @@ from pathlib import Path
 
 VARIANTS = {
     "release": ("conditional branch in the graph (batch-2 UNet pass, as released)", {}),
+    "release+bf16": (
+        "release under the same bf16 autocast (the baseline for the bf16 rows)",
+        {"autocast_dtype": "bfloat16"},
+    ),
     "cached": ("conditional branch cached (batch-1 UNet pass; nulltta default)", {}),
     "cached+ckpt": (
         "cached + gradient checkpointing (UNet, VAE)",
@@ -139,16 +143,20 @@ def release_objective(module, null_packed, latents, eps_ref, coefficients):
 
     from nulltta.adapters import cat_embeddings
     from nulltta.equations import cfg_combine, embedding_kl, paper_local_kl, tweedie_x0
+    from nulltta.speedups import autocast
 
     traj, config = module.trajectory, module.config
     embeddings = cat_embeddings([module.null_embeddings(null_packed), traj.cond])
-    both = module.adapter.predict_noise(
-        torch.cat([latents, latents]), coefficients.timestep, embeddings
-    )
-    eps_uncond, eps_cond = both.chunk(2)
-    eps = cfg_combine(eps_uncond, eps_cond, config.guidance_scale)
-    x0 = tweedie_x0(latents, eps, coefficients.signal, coefficients.noise)
-    reward = module.reward(module.adapter.decode(x0), traj.prompts)
+    with autocast(module.adapter.device, config.autocast_dtype):
+        both = module.adapter.predict_noise(
+            torch.cat([latents, latents]), coefficients.timestep, embeddings
+        )
+        eps_uncond, eps_cond = both.chunk(2)
+        eps = cfg_combine(eps_uncond, eps_cond, config.guidance_scale)
+        x0 = tweedie_x0(latents, eps, coefficients.signal, coefficients.noise)
+        images = module.adapter.decode(x0)
+    eps_uncond = eps_uncond.float()
+    reward = module.reward(images.float(), traj.prompts)
     kl = paper_local_kl(eps_uncond, eps_ref, config.guidance_scale, coefficients)
     kl = kl + embedding_kl(null_packed, traj.null_packed, config.sigma_phi_sq)
     return module.reward_weight * reward - config.kl_weight * kl
@@ -185,7 +193,7 @@ def worker(args: argparse.Namespace) -> dict:
 
     def inner_step() -> None:
         phi.grad = None
-        if args.worker == "release":
+        if args.worker.startswith("release"):
             values = release_objective(module, phi, latents, eps_ref, coefficients)
         else:
             values, _ = module.objective(phi, latents, eps_cond, eps_ref, coefficients)
@@ -197,11 +205,14 @@ def worker(args: argparse.Namespace) -> dict:
     ):
         with measure(device) as first:
             inner_step()
-        with measure(device) as second:
-            inner_step()
+        timings = []
+        for _ in range(args.repeats):
+            with measure(device) as timed:
+                inner_step()
+            timings.append(timed.seconds)
     return {
         "variant": args.worker,
-        "seconds": second.seconds,
+        "seconds": statistics.median(timings),
         "first_seconds": first.seconds,
         "peak_mb": first.peak_memory_delta_mb,
         "memory_kind": first.memory_kind,
@@ -217,6 +228,9 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=128, help="image side (128 on CPU)")
     parser.add_argument("--rounds", type=int, default=3, help="fresh processes per variant")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="timed steps per process, median (5 on a GPU)"
+    )
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--cache", type=Path, default=Path("/tmp/nulltta-sd15-random"))
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -234,10 +248,15 @@ def main() -> None:
         for name in args.variants:
             command = [sys.executable, __file__, "--worker", name, "--device", args.device]
             command += ["--resolution", str(args.resolution), "--threads", str(args.threads)]
-            command += ["--cache", str(args.cache)]
-            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-            results[name].append(json.loads(output.strip().splitlines()[-1]))
+            command += ["--cache", str(args.cache), "--repeats", str(args.repeats)]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                # One broken variant must not cost the others' measurements.
+                print(f"  round {round_index + 1} {name} FAILED:\n{done.stderr[-2000:]}")
+                continue
+            results[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(f"  round {round_index + 1} {name}: {results[name][-1]}", flush=True)
+    results = {name: runs for name, runs in results.items() if runs}
     summary = {
         name: {
             "seconds": statistics.median(r["seconds"] for r in runs),
@@ -246,7 +265,8 @@ def main() -> None:
         for name, runs in results.items()
     }
     base = summary.get("release")
-    kind = results[args.variants[0]][0]["memory_kind"]
+    base_bf16 = summary.get("release+bf16")
+    kind = next(iter(results.values()))[0]["memory_kind"]
     print(
         f"\nOne inner step, SD1.5 UNet + VAE architecture (random weights), "
         f"{args.resolution}x{args.resolution} images ({args.resolution // 8}x"
@@ -254,15 +274,18 @@ def main() -> None:
         f"median of {args.rounds} fresh processes; memory = {kind} above the level before "
         f"the step ({time.time() - started:.0f} s in all)\n"
     )
-    print("| variant | time (s) | x release | peak memory (MB) | x release |")
+    print("| variant | time (s) | x release* | peak memory (MB) | x release* |")
     print("|---|---|---|---|---|")
     for name, stats in summary.items():
-        time_ratio = stats["seconds"] / base["seconds"] if base else float("nan")
-        memory_ratio = stats["peak_mb"] / base["peak_mb"] if base else float("nan")
+        # bf16 rows are compared with the release at the same precision.
+        reference = base_bf16 if "bf16" in name and base_bf16 else base
+        time_ratio = stats["seconds"] / reference["seconds"] if reference else float("nan")
+        memory_ratio = stats["peak_mb"] / reference["peak_mb"] if reference else float("nan")
         print(
             f"| {name}: {VARIANTS[name][0]} | {stats['seconds']:.2f} | {time_ratio:.2f} | "
             f"{stats['peak_mb']:.0f} | {memory_ratio:.2f} |"
         )
+    print("\n*: bf16 rows against `release+bf16`, the others against `release` (fp32).")
     if base and "cached" in summary:
         row_seconds = base["seconds"] - summary["cached"]["seconds"]
         row_mb = base["peak_mb"] - summary["cached"]["peak_mb"]

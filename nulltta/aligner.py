@@ -66,7 +66,8 @@ class NullTextAligner(BaseEstimator):
         the model's own default (``"shapes-preference"`` for the embedded model,
         ``"pickscore"`` otherwise).
     guidance_scale : float or None, default=None
-        CFG scale s > 1; None uses the family's default (7.5 SD, 5.0 SDXL).
+        CFG scale s > 1; None uses the model's default (7.5 SD, 5.0 SDXL and
+        the embedded model).
     num_inference_steps : int, default=100
     height, width : int or None
         Image size; None uses the model's native size.
@@ -75,15 +76,21 @@ class NullTextAligner(BaseEstimator):
     scheduler : {"ddim", "ddpm", "pipeline"} or scheduler, default="ddim"
     eta : float, default=1.0
         DDIM eta; must be > 0 (the method needs a stochastic transition).
-    n_min, n_max, schedule_rate, learning_rate, reward_weight, kl_weight, kl_mode,
-    sigma_phi_sq, num_candidates, select_initial_noise, gradient, zo_samples, zo_smoothing
+    n_min, n_max, schedule_rate, learning_rate, reward_weight, kl_mode, sigma_phi_sq,
+    num_candidates, select_initial_noise, gradient, zo_samples, zo_smoothing
         Method settings, see :class:`~nulltta.config.AlignmentConfig`.
+    kl_weight : float or None, default=None
+        lambda2; None uses the model's value: the release's 0.002, or 0.2 for
+        the embedded model, whose 16x128 null embedding and reward scale make
+        0.002 too weak to hold prompt fidelity (``docs/concepts/regularisation.md``).
+    anneal_kl : bool or None, default=None
+        Anneal lambda2 with ``tau_i = max(2 - (1 + c)^i, 0)`` (to zero near 87%
+        of the steps); None uses the model's setting: True as released, False
+        for the embedded model.
     gradient_checkpointing, autocast_dtype, decode_scale, early_stop_patience,
     early_stop_tolerance, optimize_every
         Speed and memory options, all off by default; see
         :class:`~nulltta.config.AlignmentConfig` and :mod:`nulltta.speedups`.
-    anneal_kl : bool, default=True
-        Anneal lambda2 with ``tau_i = max(2 - (1 + c)^i, 0)``; False keeps it constant.
     seed : int, default=0
         Seed of the run's single generator (noise, candidates, zero-order directions).
     callbacks : list of lightning.Callback, optional
@@ -130,10 +137,10 @@ class NullTextAligner(BaseEstimator):
         schedule_rate: float = 0.008,
         learning_rate: float = 1e-2,
         reward_weight: float | None = None,
-        kl_weight: float = 0.002,
+        kl_weight: float | None = None,
         kl_mode: str = "paper",
         sigma_phi_sq: float = 0.01,
-        anneal_kl: bool = True,
+        anneal_kl: bool | None = None,
         num_candidates: int = 3,
         select_initial_noise: bool = True,
         gradient: str = "auto",
@@ -206,13 +213,36 @@ class NullTextAligner(BaseEstimator):
             )
 
     # --- set-up (skorch-style initialize_* steps) -------------------------------
-    def _config(self, guidance_scale: float) -> AlignmentConfig:
+    def _config(self, model_defaults: dict[str, Any]) -> AlignmentConfig:
+        """The method settings, with the model-dependent ones left None filled in."""
         settings = {f.name: getattr(self, f.name) for f in fields(AlignmentConfig)}
-        return AlignmentConfig(**{**settings, "guidance_scale": guidance_scale}).validate()
+        for name, value in model_defaults.items():
+            if settings[name] is None:
+                settings[name] = value
+        return AlignmentConfig(**settings).validate()
+
+    def _model_defaults(self, adapter: Any = None) -> dict[str, Any]:
+        """CFG scale, lambda2 and its annealing for this model (used where left None)."""
+        release = AlignmentConfig()
+        defaults = {
+            "guidance_scale": release.guidance_scale,
+            "kl_weight": release.kl_weight,
+            "anneal_kl": release.anneal_kl,
+        }
+        if adapter is not None:
+            defaults["guidance_scale"] = adapter.default_guidance_scale
+        if self._uses_embedded_model():
+            from .shapes.model import ALIGNMENT_DEFAULTS
+
+            defaults.update(ALIGNMENT_DEFAULTS)
+        return defaults
+
+    def _uses_embedded_model(self) -> bool:
+        return is_embedded(self.pipeline) or is_embedded(getattr(self, "pipeline_", False))
 
     def _check_params(self) -> None:
         """Everything that can be checked before loading a model."""
-        self._config(7.5 if self.guidance_scale is None else self.guidance_scale)
+        self._config(self._model_defaults())
         if not self.eta > 0:
             raise ValueError(
                 f"eta={self.eta}: Null-TTA needs a stochastic sampler (its KL and candidate "
@@ -235,13 +265,13 @@ class NullTextAligner(BaseEstimator):
         """Resolve the reward into ``reward_fn_`` on the pipeline's device."""
         reward = self.reward
         if reward is None:
-            reward = "shapes-preference" if is_embedded(self.pipeline) else "pickscore"
+            reward = "shapes-preference" if self._uses_embedded_model() else "pickscore"
         self.reward_fn_ = get_reward(reward)
         return self.reward_fn_
 
     def _callbacks(self, config: AlignmentConfig, extra: Sequence[Any] = ()) -> list[Any]:
         callbacks: list[Any] = []
-        if self.anneal_kl:
+        if config.anneal_kl:
             callbacks.append(KLAnnealing(config.schedule_rate))
         if config.num_candidates > 1:
             callbacks.append(GreedySelection(config.num_candidates, config.select_initial_noise))
@@ -261,19 +291,12 @@ class NullTextAligner(BaseEstimator):
         self._check_params()
         pipeline = self.initialize_pipeline()
         adapter = make_adapter(pipeline, scheduler=self.scheduler, eta=self.eta)
-        guidance = self.guidance_scale
-        if guidance is None:
-            guidance = adapter.default_guidance_scale
-            if is_embedded(self.pipeline):
-                from .shapes.evaluate import DEFAULT_CFG  # the embedded model's own CFG
-
-                guidance = DEFAULT_CFG
-        config = self._config(guidance)
+        config = self._config(self._model_defaults(adapter))
         default_h, default_w = adapter.default_resolution()
         height = default_h if self.height is None else self.height
         width = default_w if self.width is None else self.width
         adapter.check_resolution(height, width)
-        if is_embedded(self.pipeline):
+        if self._uses_embedded_model():
             from .shapes.world import check_prompt
 
             check_prompt(prompt)

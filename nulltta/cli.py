@@ -61,6 +61,15 @@ def _add_generate(subparsers: Any) -> None:
     parser.add_argument("--guidance-scale", type=float, default=None)
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--kl-mode", choices=("paper", "exact"), default="paper")
+    parser.add_argument(
+        "--kl-weight", type=float, default=None, help="lambda2 (default: the model's)"
+    )
+    parser.add_argument(
+        "--kl-annealing",
+        choices=("on", "off"),
+        default=None,
+        help="anneal lambda2 to zero as released (default: the model's setting)",
+    )
     parser.add_argument("--height", type=int, default=None)
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--device", default=None, help="e.g. cuda, cuda:1, cpu")
@@ -87,6 +96,8 @@ def _run_generate(args: argparse.Namespace) -> int:
         num_candidates=args.candidates,
         learning_rate=args.lr,
         kl_mode=args.kl_mode,
+        kl_weight=args.kl_weight,
+        anneal_kl=None if args.kl_annealing is None else args.kl_annealing == "on",
         height=args.height,
         width=args.width,
         seed=args.seed,

@@ -37,6 +37,9 @@ class AlignmentConfig:
         closed form ``b_t^2 (1 - s)^2 ||.||^2 / (2 sigma_t^2)``.
     sigma_phi_sq : float
         ``sigma_phi^2`` of the embedding KL (0.01).
+    anneal_kl : bool
+        Multiply lambda2 by ``tau_i = max(2 - (1 + c)^i, 0)``, which reaches 0
+        near 87% of the steps, as released (True); False keeps it constant.
     num_candidates : int
         K of the greedy selection (3); 1 is plain ancestral sampling.
     select_initial_noise : bool
@@ -77,6 +80,7 @@ class AlignmentConfig:
     kl_weight: float = 0.002
     kl_mode: str = "paper"
     sigma_phi_sq: float = 0.01
+    anneal_kl: bool = True
     num_candidates: int = 3
     select_initial_noise: bool = True
     gradient: str = "auto"

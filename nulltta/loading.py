@@ -14,8 +14,15 @@ EMBEDDED_MODEL = "embedded"
 
 
 def is_embedded(model: Any) -> bool:
-    """Whether ``model`` names the embedded ShapesBench model."""
-    return model is None or (isinstance(model, str) and model.lower() == EMBEDDED_MODEL)
+    """Whether ``model`` names the embedded ShapesBench model, or is it, loaded."""
+    if model is None or (isinstance(model, str) and model.lower() == EMBEDDED_MODEL):
+        return True
+    loaded_from = getattr(model, "name_or_path", None)
+    if not isinstance(loaded_from, (str, Path)) or not embedded_model_available():
+        return False
+    from .shapes.model import embedded_model_path
+
+    return Path(loaded_from).resolve() == embedded_model_path().resolve()
 
 
 def embedded_model_available() -> bool:

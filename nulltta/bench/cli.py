@@ -74,6 +74,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--fp16", action="store_true", help="load the model in float16")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--title", default="Benchmark", help="title of the results table")
+    parser.add_argument("--note", default="", help="a paragraph for the table's header")
     parser.add_argument("--out", default="bench", help="output folder (resumable)")
     parser.add_argument(
         "--shard",
@@ -161,6 +162,7 @@ def run_bench(args: argparse.Namespace) -> int:
     }
     description = {
         "title": args.title,
+        "note": args.note,
         "model": str(args.model),
         "target": target_name,
         "heldout": heldout_names,

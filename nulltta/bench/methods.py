@@ -11,11 +11,14 @@ from .dno import DNO
 from .nulltta_method import GreedySelection, NullTTA
 from .plain import PlainSampling
 
-__all__ = ["FAST_SETTINGS", "METHOD_PRESETS", "make_method", "parse_value"]
+__all__ = ["FAST_SETTINGS", "METHOD_PRESETS", "RELEASE_KL", "make_method", "parse_value"]
 
 #: Null-TTA's fast settings: optimise every other timestep (half the inner
 #: steps) with twice the step size.
 FAST_SETTINGS: dict[str, Any] = {"optimize_every": 2, "learning_rate": 0.02}
+
+#: The release's KL settings, whatever the model's defaults are.
+RELEASE_KL: dict[str, Any] = {"kl_weight": 0.002, "anneal_kl": True}
 
 #: name -> (class, settings that differ from the class defaults)
 METHOD_PRESETS: dict[str, tuple[type[Method], dict[str, Any]]] = {
@@ -27,6 +30,8 @@ METHOD_PRESETS: dict[str, tuple[type[Method], dict[str, Any]]] = {
     "das": (DAS, {}),
     "nulltta": (NullTTA, {}),
     "nulltta-fast": (NullTTA, FAST_SETTINGS),
+    "nulltta-release": (NullTTA, RELEASE_KL),
+    "nulltta-release-fast": (NullTTA, {**RELEASE_KL, **FAST_SETTINGS}),
 }
 
 

@@ -38,8 +38,14 @@ class NullTTA(Method):
         release's 100-step shape to the task's T (:func:`compressed_rate`).
     num_candidates : int
         Greedy K (3).
-    learning_rate, kl_weight, reward_weight : float
+    learning_rate, reward_weight, sigma_phi_sq : float
         As in :class:`~nulltta.config.AlignmentConfig`.
+    kl_weight : float or None
+        lambda2; None is the model's default (:class:`~nulltta.NullTextAligner`).
+    kl_mode : {"paper", "exact"}
+        As in :class:`~nulltta.config.AlignmentConfig`.
+    anneal_kl : bool or None
+        lambda2 annealing to zero (True as released); None is the model's default.
     gradient_checkpointing, autocast_dtype, decode_scale, early_stop_patience,
     early_stop_tolerance, optimize_every
         Speed options (:mod:`nulltta.speedups`), off by default.
@@ -47,13 +53,16 @@ class NullTTA(Method):
     """
 
     name = "nulltta"
-    follows = "the authors' release (METHOD.md), through NullTextAligner"
+    follows = "the authors' release (METHOD.md), through NullTextAligner (model's KL defaults)"
     n_min: int = 5
     n_max: int = 25
     schedule_rate: float | None = None
     num_candidates: int = 3
     learning_rate: float = 1e-2
-    kl_weight: float = 0.002
+    kl_weight: float | None = None
+    kl_mode: str = "paper"
+    sigma_phi_sq: float = 0.01
+    anneal_kl: bool | None = None
     reward_weight: float | None = None
     gradient_checkpointing: bool = False
     autocast_dtype: str | None = None

@@ -20,11 +20,25 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
     return sorted(front, key=lambda label: points[label][0])
 
 
+def _panels(summary: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    """``(title, key)`` of each y axis: every held-out reward, then fidelity if measured."""
+    first = next(iter(summary.values()))
+    panels = [(f"held-out: {name}", name) for name in first["heldout"]]
+    if first["fidelity"]["mean"] is not None:
+        panels.append(("prompt fidelity", "fidelity"))
+    return panels
+
+
+def _stat(entry: dict[str, Any], key: str) -> dict[str, Any]:
+    return entry["fidelity"] if key == "fidelity" else entry["heldout"][key]
+
+
 def pareto_plot(summary: dict[str, dict[str, Any]], target: str, path: str | Path) -> Path | None:
-    """Target reward (x) against each held-out reward (y), one panel per held-out reward.
+    """Target reward (x) against each held-out reward and fidelity (y), one panel each.
 
     Error bars are the std over seeds; the dashed line joins the Pareto
-    front. Needs matplotlib (``pip install nulltta[bench]``); without it,
+    front. Points are labelled by method name, the legend gives the full
+    settings. Needs matplotlib (``pip install nulltta[bench]``); without it,
     prints a message and returns None.
     """
     try:
@@ -35,26 +49,31 @@ def pareto_plot(summary: dict[str, dict[str, Any]], target: str, path: str | Pat
     except ImportError:
         print("matplotlib is not installed: skipping the Pareto plot (pip install nulltta[bench])")
         return None
-    heldout = list(next(iter(summary.values()))["heldout"])
-    if not heldout:
+    panels = _panels(summary)
+    if not panels:
         return None
-    fig, axes = plt.subplots(1, len(heldout), figsize=(5.5 * len(heldout), 4.5), squeeze=False)
-    for ax, name in zip(axes[0], heldout, strict=True):
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.8), squeeze=False)
+    for ax, (title, key) in zip(axes[0], panels, strict=True):
         points = {}
         for label, entry in summary.items():
-            x, y = entry["target"], entry["heldout"][name]
+            x, y = entry["target"], _stat(entry, key)
             if x["mean"] is None or y["mean"] is None:
                 continue
             points[label] = (x["mean"], y["mean"])
-            ax.errorbar(x["mean"], y["mean"], xerr=x["std"], yerr=y["std"], fmt="o", capsize=3)
-            ax.annotate(label, (x["mean"], y["mean"]), textcoords="offset points", xytext=(5, 5))
+            ax.errorbar(
+                x["mean"], y["mean"], xerr=x["std"], yerr=y["std"], fmt="o", capsize=3, label=label
+            )
+            short = label.split(":")[0]
+            ax.annotate(short, points[label], textcoords="offset points", xytext=(4, 4), fontsize=8)
         front = pareto_front(points)
         ax.plot([points[k][0] for k in front], [points[k][1] for k in front], "k--", lw=0.8)
         ax.set_xlabel(f"target: {target}")
-        ax.set_ylabel(f"held-out: {name}")
+        ax.set_ylabel(title)
         ax.grid(alpha=0.3)
-    fig.suptitle("Target vs held-out reward (mean ± std over seeds; dashed: Pareto front)")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8)
+    fig.suptitle("Target vs held-out rewards (mean ± std over seeds; dashed: Pareto front)")
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -94,8 +94,10 @@ def markdown_table(summary: dict[str, dict[str, Any]], run: dict[str, Any]) -> s
         + f"; fidelity `{run.get('fidelity') or 'none'}`. "
         f"{len(run.get('prompts', []))} prompts x {len(seeds) or '?'} seeds; "
         f"sampler DDIM eta = 1, {sampling.get('num_inference_steps', '?')} steps, "
-        f"CFG {sampling.get('guidance_scale') or 'model default'}.",
+        f"CFG {sampling.get('guidance_scale') or 'model default'}; device "
+        f"{run.get('device', '?')}, {run.get('threads', '?')} thread(s) per process.",
         "",
+        *([run["note"], ""] if run.get("note") else []),
         "Quality: mean over prompts per seed, then mean ± std over seeds. Cost: mean per "
         "image; UNet/VAE/reward columns count images through each network (a CFG pass is 2 "
         "UNet forwards). Peak memory: median over images of the peak above the level before "

@@ -27,9 +27,20 @@ from .best_of_n import matched_best_of_n
 __all__ = ["bench_arguments", "main", "method_specs", "shapesbench_prompts"]
 
 STEPS = 20
-GUIDANCE_SCALE = 5.0  # the embedded model's CFG (nulltta.shapes.evaluate.DEFAULT_CFG)
+GUIDANCE_SCALE = 5.0  # the embedded model's CFG (nulltta.shapes.model.ALIGNMENT_DEFAULTS)
 SEEDS = (0, 1, 2)
 NUM_PROMPTS = 16
+NOTE = (
+    "Budgets: best-of-N and DNO are matched to Null-TTA's UNet passes, DAS roughly (see "
+    "the Methods list and `nulltta.bench.shapesbench.method_specs`). Times are wall-clock "
+    "on a shared 2-core CPU (two benchmark processes of 1 thread each, other jobs at "
+    "times): compare them loosely and rely on the network counts, which are exact. "
+    "Fidelity: fraction of images whose shape, colour and background the ShapesBench "
+    "classifier reads as the prompt's. FD: Frechet distance of each method's 48 images "
+    "to clean world images in the classifier's features. `nulltta-release*`: the release's KL "
+    "(lambda2 0.002, annealed to zero); `nulltta*`: the embedded model's defaults (lambda2 "
+    "0.2, not annealed), see docs/concepts/regularisation.md."
+)
 
 
 def shapesbench_prompts(n: int = NUM_PROMPTS) -> list[str]:
@@ -57,7 +68,9 @@ def method_specs(steps: int = STEPS) -> list[str]:
       then puts reward differences of about 0.2 at about 70 nats, close to
       DAS's own choices for PickScore and aesthetic;
     - Null-TTA: the release's schedule (n_min 5, n_max 25, K = 3) compressed to
-      T steps, and the fast settings.
+      T steps, and the fast settings; each with the release's KL settings
+      (``nulltta-release``: lambda2 0.002, annealed to zero) and with the
+      model's defaults (``nulltta``: the embedded model's 0.2, not annealed).
     """
     n = matched_best_of_n(steps, 5, 25, compressed_rate(steps), 3)
     dno_iterations = max(1, round(n * 2 * steps / (6 * steps)))
@@ -68,6 +81,8 @@ def method_specs(steps: int = STEPS) -> list[str]:
         f"dno:iterations={dno_iterations}:learning_rate=0.05",
         f"dno-noreg:iterations={dno_iterations}:learning_rate=0.05",
         "das:num_particles=8:kl_coeff=0.003",
+        "nulltta-release",
+        "nulltta-release-fast",
         "nulltta",
         "nulltta-fast",
     ]
@@ -87,6 +102,7 @@ def bench_arguments(out: str, prompts_file: str, steps: int, seeds: list[int]) -
         "--steps", str(steps),
         "--guidance-scale", str(GUIDANCE_SCALE),
         "--title", "ShapesBench: Null-TTA and baselines",
+        "--note", NOTE,
         "--out", out,
         "--threads", "1",
     ]  # fmt: skip

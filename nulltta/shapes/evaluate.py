@@ -23,6 +23,7 @@ from diffusers import DDIMScheduler, StableDiffusionPipeline
 from PIL import Image
 from torch import Tensor
 
+from .model import ALIGNMENT_DEFAULTS
 from .rewards import (
     ShapesFD,
     ShapesManifold,
@@ -42,7 +43,7 @@ __all__ = [
     "save_grid",
 ]
 
-DEFAULT_CFG = 5.0
+DEFAULT_CFG = ALIGNMENT_DEFAULTS["guidance_scale"]
 DEFAULT_STEPS = 50
 
 

@@ -51,6 +51,16 @@ def test_generate_writes_images_metadata_and_history(tiny_model_dir, tmp_path, c
     assert "aligned" in capsys.readouterr().out
 
 
+def test_generate_passes_the_kl_settings(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["generate", "a red circle", "--model", str(tiny_model_dir), "--reward", "brightness"]
+    args += ["--steps", "2", "--n-min", "0", "--n-max", "1", "--no-plain", "--quiet"]
+    args += ["--kl-weight", "0.05", "--kl-annealing", "off", "--out", str(out)]
+    assert main(args) == 0
+    config = json.loads(Image.open(out / "aligned.png").text["config"])
+    assert (config["kl_weight"], config["anneal_kl"]) == (0.05, False)
+
+
 def test_generate_reports_bad_input_without_a_traceback(tiny_model_dir, tmp_path, capsys):
     code = main(
         [

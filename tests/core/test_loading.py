@@ -29,3 +29,13 @@ def test_missing_folder_is_named(tmp_path):
 def test_embedded_names():
     assert is_embedded(None) and is_embedded("embedded") and is_embedded("Embedded")
     assert not is_embedded("./embedded-copy")
+
+
+def test_a_pipeline_loaded_from_the_embedded_folder_is_the_embedded_model(tiny_pipe):
+    from nulltta.loading import embedded_model_available
+
+    assert not is_embedded(tiny_pipe)  # built in memory: no folder
+    if embedded_model_available():
+        from nulltta.shapes.model import load_embedded_pipeline
+
+        assert is_embedded(load_embedded_pipeline())

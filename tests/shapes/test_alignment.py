@@ -45,3 +45,52 @@ def test_prompts_outside_the_vocabulary_warn_with_the_vocabulary():
     aligner = NullTextAligner(num_inference_steps=2, n_min=0, n_max=1, num_candidates=1)
     with pytest.warns(UserWarning, match="circle"):
         aligner.fit("a purple hexagon on a white background")
+
+
+def test_model_defaults_fill_only_what_the_user_left_none(shared_pipe):
+    from nulltta.shapes.model import ALIGNMENT_DEFAULTS
+
+    fast = {"num_inference_steps": 2, "n_min": 0, "n_max": 1, "num_candidates": 1}
+    embedded = NullTextAligner(shared_pipe, "shapes-preference", **fast).fit(
+        "a red circle on a white background"
+    )
+    assert embedded.get_params()["kl_weight"] is None  # the parameter stays as given
+    for name, value in ALIGNMENT_DEFAULTS.items():
+        assert getattr(embedded.config_, name) == value
+    chosen = NullTextAligner(
+        shared_pipe,
+        "shapes-preference",
+        kl_weight=0.002,
+        anneal_kl=True,
+        guidance_scale=3.0,
+        **fast,
+    ).fit("a red circle on a white background")
+    assert (chosen.config_.kl_weight, chosen.config_.anneal_kl) == (0.002, True)
+    assert chosen.config_.guidance_scale == 3.0
+
+
+def test_release_defaults_on_other_models(tiny_pipe_for_defaults):
+    aligner = NullTextAligner(
+        tiny_pipe_for_defaults, "brightness", num_inference_steps=2, n_min=0, n_max=1
+    ).fit("a red circle")
+    assert (aligner.config_.kl_weight, aligner.config_.anneal_kl) == (0.002, True)
+    assert aligner.config_.guidance_scale == 7.5
+
+
+@pytest.fixture
+def tiny_pipe_for_defaults():
+    from nulltta.testing import tiny_stable_diffusion_pipeline
+
+    return tiny_stable_diffusion_pipeline()
+
+
+def test_annealing_follows_the_resolved_setting(shared_pipe):
+    from nulltta.callbacks import KLAnnealing
+
+    fast = {"num_inference_steps": 2, "n_min": 0, "n_max": 1, "num_candidates": 1}
+    default = NullTextAligner(shared_pipe, "shapes-preference", **fast)
+    release = NullTextAligner(shared_pipe, "shapes-preference", anneal_kl=True, **fast)
+    default.fit("a red circle on a white background")
+    release.fit("a red circle on a white background")
+    assert not any(isinstance(c, KLAnnealing) for c in default._callbacks(default.config_))
+    assert any(isinstance(c, KLAnnealing) for c in release._callbacks(release.config_))
