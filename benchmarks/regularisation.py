@@ -13,10 +13,7 @@ against the baseline, with plain sampling as the reference.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from pathlib import Path
 
 SETTINGS = {
     "nulltta-release": "release: kl_weight 0.002, paper KL, annealed to 0 (baseline)",
@@ -37,41 +34,16 @@ SETTINGS = {
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--out", default="benchmarks/results/regularisation")
-    parser.add_argument("--prompts", type=int, default=8, help="first N ShapesBench prompts")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS))
-    parser.add_argument("--shard", default="0/1")
-    parser.add_argument("--table-only", action="store_true")
-    args = parser.parse_args()
-    from nulltta.bench.runner import load_rows
-    from nulltta.bench.shapesbench import GUIDANCE_SCALE
-    from nulltta.bench.variants import run_shapesbench_variants, variant_table
+    from nulltta.bench.variants import variants_main
 
-    out = Path(args.out)
-    if not args.table_only:
-        status = run_shapesbench_variants(
-            out, args.settings, args.prompts, args.seeds, args.steps,
-            "ShapesBench: Null-TTA KL settings", args.shard,
-        )  # fmt: skip
-        if status:
-            return status
-    rows = load_rows(out)
-    described = {k: SETTINGS.get(k, k) for k in args.settings}
-    text = (
-        f"# KL settings on ShapesBench\n\n{len({(r['prompt'], r['seed']) for r in rows})} "
-        f"(prompt, seed) pairs, {args.steps} steps, CFG {GUIDANCE_SCALE}. Differences are "
-        "against `nulltta-release` (the release's KL settings) on the same pairs.\n\n"
-        + variant_table(rows, described, "nulltta-release")
+    return variants_main(
+        __doc__,
+        SETTINGS,
+        name="regularisation",
+        title="ShapesBench: Null-TTA KL settings",
+        default_out="benchmarks/results/regularisation",
+        default_prompts=8,
     )
-    (out / "regularisation.md").write_text(text)
-    (out / "regularisation.json").write_text(json.dumps(rows, indent=1))
-    print(text)
-    return 0
 
 
 if __name__ == "__main__":

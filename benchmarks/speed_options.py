@@ -13,10 +13,7 @@ plain image" goal.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from pathlib import Path
 
 OPTIONS = {
     "nulltta-release": "paper schedule and KL, no options (baseline)",
@@ -34,44 +31,16 @@ OPTIONS = {
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--out", default="benchmarks/results/speed_options")
-    parser.add_argument("--prompts", type=int, default=8, help="first N ShapesBench prompts")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--options", nargs="+", default=list(OPTIONS))
-    parser.add_argument("--shard", default="0/1")
-    parser.add_argument("--table-only", action="store_true")
-    args = parser.parse_args()
-    from nulltta.bench.runner import load_rows
-    from nulltta.bench.shapesbench import GUIDANCE_SCALE
-    from nulltta.bench.variants import run_shapesbench_variants, variant_table
+    from nulltta.bench.variants import variants_main
 
-    out = Path(args.out)
-    if not args.table_only:
-        status = run_shapesbench_variants(
-            out, args.options, args.prompts, args.seeds, args.steps,
-            "ShapesBench: Null-TTA speed options", args.shard,
-        )  # fmt: skip
-        if status:
-            return status
-    rows = load_rows(out)
-    text = (
-        f"# Speed options on ShapesBench\n\n{len({(r['prompt'], r['seed']) for r in rows})} "
-        f"(prompt, seed) pairs, {args.steps} steps, CFG {GUIDANCE_SCALE}. Ratios and "
-        "differences are against `nulltta-release` (paper schedule and KL, no options) on the "
-        "same pairs; "
-        "time and memory as in the main table (peak memory: median over images).\n\n"
-        + variant_table(
-            rows, {k: v for k, v in OPTIONS.items() if k in args.options}, "nulltta-release"
-        )
+    return variants_main(
+        __doc__,
+        OPTIONS,
+        name="speed_options",
+        title="ShapesBench: Null-TTA speed options",
+        default_out="benchmarks/results/speed_options",
+        default_prompts=6,
     )
-    (out / "speed_options.md").write_text(text)
-    (out / "speed_options.json").write_text(json.dumps(rows, indent=1))
-    print(text)
-    return 0
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["run_shapesbench_variants", "variant_table"]
+__all__ = ["run_shapesbench_variants", "variant_table", "variants_main"]
 
 
 def _paired_mean_difference(pairs: list[tuple[dict, dict]], get: Callable[[dict], float]) -> float:
@@ -103,3 +103,59 @@ def run_shapesbench_variants(
         + ["--steps", str(steps), "--guidance-scale", str(GUIDANCE_SCALE)]
         + ["--title", title, "--out", str(out), "--threads", "1", "--shard", shard]
     )
+
+
+def variants_main(
+    doc: str,
+    variants: dict[str, str],
+    *,
+    name: str,
+    title: str,
+    default_out: str,
+    default_prompts: int = 8,
+    baseline: str = "nulltta-release",
+    argv: list[str] | None = None,
+) -> int:
+    """Command line of a variants benchmark script (``benchmarks/speed_options.py`` and co.).
+
+    Runs the chosen variants (all by default) on the first ``--prompts``
+    ShapesBench prompts and ``--seeds`` (resumable, ``--shard i/n`` for
+    parallel processes), then writes ``<out>/<name>.md`` (the table against
+    ``baseline``) and ``<out>/<name>.json`` (the rows) and prints the table.
+    """
+    import argparse
+    import json
+
+    from .runner import load_rows
+    from .shapesbench import GUIDANCE_SCALE
+
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", default=default_out)
+    parser.add_argument("--prompts", type=int, default=default_prompts, help="first N prompts")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--variants", nargs="+", default=list(variants), help="method specs")
+    parser.add_argument("--shard", default="0/1")
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    if not args.table_only:
+        status = run_shapesbench_variants(
+            out, args.variants, args.prompts, args.seeds, args.steps, title, args.shard
+        )
+        if status:
+            return status
+    rows = load_rows(out)
+    text = (
+        f"# {title}\n\n{len({(r['prompt'], r['seed']) for r in rows})} (prompt, seed) pairs, "
+        f"{args.steps} steps, CFG {GUIDANCE_SCALE}. Ratios and differences are against "
+        f"`{baseline}` ({variants.get(baseline, baseline)}) on the same pairs; time and memory "
+        "as in the main table (peak memory: median over images).\n\n"
+        + variant_table(rows, {k: variants.get(k, k) for k in args.variants}, baseline)
+    )
+    (out / f"{name}.md").write_text(text)
+    (out / f"{name}.json").write_text(json.dumps(rows, indent=1))
+    print(text)
+    return 0

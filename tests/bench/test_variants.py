@@ -53,3 +53,21 @@ def test_release_presets_pin_the_release_kl_and_the_default_leaves_it_to_the_mod
     assert (release.kl_weight, release.anneal_kl) == (0.002, True)
     assert release.optimize_every == 2
     assert make_method("nulltta-release:kl_weight=0.2").anneal_kl is True
+
+
+def test_variants_main_writes_the_table_from_the_rows(tmp_path):
+    import json
+
+    from nulltta.bench.variants import variants_main
+
+    rows = [_row("base", "p1", 0.5, 1.0, 10.0), _row("fast", "p1", 0.7, 0.0, 5.0)]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    variants = {"base": "baseline", "fast": "half"}
+    status = variants_main(
+        "doc", variants, name="demo", title="Demo", default_out=str(tmp_path), baseline="base",
+        argv=["--table-only"],
+    )  # fmt: skip
+    assert status == 0
+    table = (tmp_path / "demo.md").read_text()
+    assert float(_cells(table, "fast")[6]) == pytest.approx(0.2)
+    assert len(json.loads((tmp_path / "demo.json").read_text())) == 2
