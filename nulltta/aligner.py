@@ -25,7 +25,7 @@ from .callbacks import (
     KLAnnealing,
     MemoryProfiler,
 )
-from .config import AlignmentConfig
+from .config import AlignmentConfig, config_from
 from .history import History
 from .images import format_images, to_pil, to_tensor
 from .loading import is_embedded, load_pipeline
@@ -213,36 +213,25 @@ class NullTextAligner(BaseEstimator):
             )
 
     # --- set-up (skorch-style initialize_* steps) -------------------------------
-    def _config(self, model_defaults: dict[str, Any]) -> AlignmentConfig:
-        """The method settings, with the model-dependent ones left None filled in."""
-        settings = {f.name: getattr(self, f.name) for f in fields(AlignmentConfig)}
-        for name, value in model_defaults.items():
-            if settings[name] is None:
-                settings[name] = value
-        return AlignmentConfig(**settings).validate()
-
-    def _model_defaults(self, adapter: Any = None) -> dict[str, Any]:
-        """CFG scale, lambda2 and its annealing for this model (used where left None)."""
-        release = AlignmentConfig()
-        defaults = {
-            "guidance_scale": release.guidance_scale,
-            "kl_weight": release.kl_weight,
-            "anneal_kl": release.anneal_kl,
-        }
+    def _config(self, adapter: Any = None) -> AlignmentConfig:
+        """The method settings; those left None take the model's values."""
+        model_defaults = {}
         if adapter is not None:
-            defaults["guidance_scale"] = adapter.default_guidance_scale
+            model_defaults["guidance_scale"] = adapter.default_guidance_scale
         if self._uses_embedded_model():
             from .shapes.model import ALIGNMENT_DEFAULTS
 
-            defaults.update(ALIGNMENT_DEFAULTS)
-        return defaults
+            model_defaults.update(ALIGNMENT_DEFAULTS)
+        return config_from(
+            {f.name: getattr(self, f.name) for f in fields(AlignmentConfig)}, model_defaults
+        )
 
     def _uses_embedded_model(self) -> bool:
         return is_embedded(self.pipeline) or is_embedded(getattr(self, "pipeline_", False))
 
     def _check_params(self) -> None:
         """Everything that can be checked before loading a model."""
-        self._config(self._model_defaults())
+        self._config()
         if not self.eta > 0:
             raise ValueError(
                 f"eta={self.eta}: Null-TTA needs a stochastic sampler (its KL and candidate "
@@ -291,7 +280,7 @@ class NullTextAligner(BaseEstimator):
         self._check_params()
         pipeline = self.initialize_pipeline()
         adapter = make_adapter(pipeline, scheduler=self.scheduler, eta=self.eta)
-        config = self._config(self._model_defaults(adapter))
+        config = self._config(adapter)
         default_h, default_w = adapter.default_resolution()
         height = default_h if self.height is None else self.height
         width = default_w if self.width is None else self.width

@@ -5,7 +5,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["AUTOCAST_CHOICES", "AlignmentConfig", "GRADIENT_MODES", "KL_MODES"]
+__all__ = [
+    "AUTOCAST_CHOICES",
+    "AlignmentConfig",
+    "GRADIENT_MODES",
+    "KL_MODES",
+    "MODEL_DEPENDENT_SETTINGS",
+    "config_from",
+]
+
+#: Settings whose None means "the model's value" (:func:`config_from`).
+MODEL_DEPENDENT_SETTINGS = ("guidance_scale", "kl_weight", "anneal_kl")
 
 KL_MODES = ("paper", "exact")
 GRADIENT_MODES = ("auto", "backprop", "zeroth_order")
@@ -159,3 +169,26 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name}={value} must be >= {minimum}")
+
+
+def config_from(
+    settings: dict[str, Any], model_defaults: dict[str, Any] | None = None
+) -> AlignmentConfig:
+    """Validated settings, with each model-dependent one left None taken from the model.
+
+    Parameters
+    ----------
+    settings : dict
+        A value for every field of :class:`AlignmentConfig`; the fields in
+        :data:`MODEL_DEPENDENT_SETTINGS` may be None.
+    model_defaults : dict, optional
+        The model's values of those fields (e.g. the embedded model's
+        ``nulltta.shapes.model.ALIGNMENT_DEFAULTS``); missing ones fall back to
+        :class:`AlignmentConfig`'s defaults, which are the release's.
+    """
+    release = AlignmentConfig()
+    resolved = dict(settings)
+    for name in MODEL_DEPENDENT_SETTINGS:
+        if resolved.get(name) is None:
+            resolved[name] = (model_defaults or {}).get(name, getattr(release, name))
+    return AlignmentConfig(**resolved).validate()
