@@ -18,6 +18,7 @@ __all__ = [
     "TINY_WORDS",
     "tiny_clip_tokenizer",
     "tiny_stable_diffusion_pipeline",
+    "tiny_unet",
     "tiny_vae",
 ]
 
@@ -95,6 +96,31 @@ def tiny_vae(seed: int = 0, **extra: Any):
     ).eval()
 
 
+def tiny_unet(seed: int, sample_size: int, cross_attention_dim: int, **config: Any) -> Any:
+    """A two-block ``UNet2DConditionModel`` (channels 4 and 8) with random weights.
+
+    ``config`` adds or overrides ``UNet2DConditionModel`` arguments (SDXL's
+    added conditioning, for instance).
+    """
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        **{
+            "block_out_channels": (4, 8),
+            "layers_per_block": 1,
+            "sample_size": sample_size,
+            "in_channels": 4,
+            "out_channels": 4,
+            "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+            "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+            "cross_attention_dim": cross_attention_dim,
+            "norm_num_groups": 2,
+            **config,
+        }
+    )
+
+
 def tiny_stable_diffusion_pipeline(
     seed: int = 0, sample_size: int = 8, prediction_type: str = "epsilon", max_length: int = 16
 ):
@@ -103,26 +129,11 @@ def tiny_stable_diffusion_pipeline(
     Latents are ``4 x sample_size x sample_size``; images are twice that
     (VAE with two blocks). Everything is on the CPU in float32, in eval mode.
     """
-    from diffusers import (
-        DDIMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
     from transformers import CLIPTextConfig, CLIPTextModel
 
     tokenizer = tiny_clip_tokenizer(max_length=max_length)
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(4, 8),
-        layers_per_block=1,
-        sample_size=sample_size,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=8,
-        norm_num_groups=2,
-    )
+    unet = tiny_unet(seed, sample_size, cross_attention_dim=8)
     vae = tiny_vae(seed)
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(

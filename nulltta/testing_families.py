@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .testing import tiny_clip_tokenizer, tiny_vae
+from .testing import tiny_clip_tokenizer, tiny_unet, tiny_vae
 
 __all__ = [
     "SDXL_TEXT_ENCODER_2_CONFIG",
@@ -95,29 +95,22 @@ def tiny_sdxl_pipeline(
     added conditioning with 4-dim time embeddings, a DDIM scheduler on the
     SDXL training schedule. Latents are ``4 x sample_size^2``, images twice that.
     """
-    from diffusers import DDIMScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import DDIMScheduler, StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     tokenizer = tiny_clip_tokenizer(max_length=max_length)
     tokenizer_2 = tiny_clip_tokenizer(max_length=max_length)
     hidden, projection, time_dim = 8, 8, 4
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(4, 8),
-        layers_per_block=1,
-        sample_size=sample_size,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    unet = tiny_unet(
+        seed,
+        sample_size,
+        cross_attention_dim=2 * hidden,
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         addition_embed_type="text_time",
         addition_time_embed_dim=time_dim,
         transformer_layers_per_block=(1, 2),
         projection_class_embeddings_input_dim=6 * time_dim + projection,
-        cross_attention_dim=2 * hidden,
-        norm_num_groups=2,
     )
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(_clip_config(tokenizer, hidden, projection, max_length))
