@@ -127,21 +127,39 @@ class CLIPScore(CLIPSimilarityReward):
         device: str | torch.device | None = None,
         **kwargs: Any,
     ) -> None:
-        what = "CLIPScore"
-        clip = load_hf_model(model, CLIPSCORE_REPO, what, _clip_model_cls(), as_dtype(dtype))
-        model_dir = _model_folder(clip)
         if model is None:
-            repos = [CLIPSCORE_REPO]
+            tokenizer_repos = [CLIPSCORE_REPO]
         else:
-            repos = [str(model)] if is_repo_id(model) else []
-        tok = load_hf_tokenizer(
-            tokenizer, repos, what, fallback_dirs=[model_dir] if model_dir else []
+            tokenizer_repos = [str(model)] if is_repo_id(model) else []
+        clip, tok = load_clip_and_tokenizer(
+            model, tokenizer, CLIPSCORE_REPO, tokenizer_repos, "CLIPScore", dtype
         )
         super().__init__(clip, tok, dtype=dtype, device=device, **kwargs)
 
     def combine(self, image_embeds: Tensor, text_embeds: Tensor) -> Tensor:
         """Return ``max(100 * cos, 0)``."""
         return clip_score_from_embeddings(image_embeds, text_embeds)
+
+
+def load_clip_and_tokenizer(
+    model: Any,
+    tokenizer: Any,
+    default_repo: str,
+    tokenizer_repos: list[str],
+    what: str,
+    dtype: torch.dtype | str | None,
+) -> tuple[nn.Module, Any]:
+    """A transformers ``CLIPModel`` and its tokenizer, found as every reward finds weights.
+
+    The tokenizer is ``tokenizer`` if given, else the first of
+    ``tokenizer_repos`` found, else the tokenizer files in the model's folder.
+    """
+    clip = load_hf_model(model, default_repo, what, _clip_model_cls(), as_dtype(dtype))
+    model_dir = _model_folder(clip)
+    tok = load_hf_tokenizer(
+        tokenizer, tokenizer_repos, what, fallback_dirs=[model_dir] if model_dir else []
+    )
+    return clip, tok
 
 
 def _clip_model_cls() -> Any:

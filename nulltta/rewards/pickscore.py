@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .clipscore import CLIPSimilarityReward, _clip_model_cls, _model_folder
+from .clipscore import CLIPSimilarityReward, load_clip_and_tokenizer
 from .functional import pickscore_from_embeddings
 from .loading import HF_MODEL_FILES, HF_TOKENIZER_FILES, find_pretrained_dir
-from .pretrained import as_dtype, is_repo_id, load_hf_model, load_hf_tokenizer
+from .pretrained import is_repo_id
 from .registry import register_reward
 
 __all__ = ["PICKSCORE_PROCESSOR_REPO", "PICKSCORE_REPO", "PickScore", "pickscore_available"]
@@ -59,14 +59,11 @@ class PickScore(CLIPSimilarityReward):
         device: str | torch.device | None = None,
         **kwargs: Any,
     ) -> None:
-        what = "PickScore"
-        clip = load_hf_model(model, PICKSCORE_REPO, what, _clip_model_cls(), as_dtype(dtype))
-        model_dir = _model_folder(clip)
-        repos = [PICKSCORE_PROCESSOR_REPO]
+        tokenizer_repos = [PICKSCORE_PROCESSOR_REPO]
         if is_repo_id(model) and model != PICKSCORE_REPO:
-            repos.append(str(model))
-        tok = load_hf_tokenizer(
-            tokenizer, repos, what, fallback_dirs=[model_dir] if model_dir else []
+            tokenizer_repos.append(str(model))
+        clip, tok = load_clip_and_tokenizer(
+            model, tokenizer, PICKSCORE_REPO, tokenizer_repos, "PickScore", dtype
         )
         super().__init__(clip, tok, dtype=dtype, device=device, **kwargs)
 
