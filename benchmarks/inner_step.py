@@ -65,13 +65,12 @@ def build_sd15(folder: Path) -> None:
     import torch
     from diffusers import (
         AutoencoderKL,
-        DDIMScheduler,
         StableDiffusionPipeline,
         UNet2DConditionModel,
     )
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from nulltta.testing import tiny_clip_tokenizer
+    from nulltta.testing import sd_ddim_scheduler, tiny_clip_tokenizer
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
@@ -116,14 +115,7 @@ def build_sd15(folder: Path) -> None:
             pad_token_id=1,
         )
     )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    scheduler = sd_ddim_scheduler()
     pipe = StableDiffusionPipeline(
         unet=unet,
         vae=vae,

@@ -16,6 +16,7 @@ import torch
 
 __all__ = [
     "TINY_WORDS",
+    "sd_ddim_scheduler",
     "tiny_clip_tokenizer",
     "tiny_stable_diffusion_pipeline",
     "tiny_unet",
@@ -96,6 +97,27 @@ def tiny_vae(seed: int = 0, **extra: Any):
     ).eval()
 
 
+def sd_ddim_scheduler(**overrides: Any) -> Any:
+    """A ``DDIMScheduler`` on Stable Diffusion 1.x's training schedule (``overrides`` on top).
+
+    Scaled-linear betas 0.00085-0.012, no clipping, ``set_alpha_to_one=False``,
+    ``steps_offset=1``: the scheduler config SD 1.x checkpoints ship.
+    """
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        **{
+            "beta_start": 0.00085,
+            "beta_end": 0.012,
+            "beta_schedule": "scaled_linear",
+            "clip_sample": False,
+            "set_alpha_to_one": False,
+            "steps_offset": 1,
+            **overrides,
+        }
+    )
+
+
 def tiny_unet(seed: int, sample_size: int, cross_attention_dim: int, **config: Any) -> Any:
     """A two-block ``UNet2DConditionModel`` (channels 4 and 8) with random weights.
 
@@ -129,7 +151,7 @@ def tiny_stable_diffusion_pipeline(
     Latents are ``4 x sample_size x sample_size``; images are twice that
     (VAE with two blocks). Everything is on the CPU in float32, in eval mode.
     """
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline
     from transformers import CLIPTextConfig, CLIPTextModel
 
     tokenizer = tiny_clip_tokenizer(max_length=max_length)
@@ -150,15 +172,7 @@ def tiny_stable_diffusion_pipeline(
             max_position_embeddings=max_length,
         )
     )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        prediction_type=prediction_type,
-    )
+    scheduler = sd_ddim_scheduler(prediction_type=prediction_type)
     pipeline = StableDiffusionPipeline(
         unet=unet.eval(),
         vae=vae,

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .testing import tiny_clip_tokenizer, tiny_unet, tiny_vae
+from .testing import sd_ddim_scheduler, tiny_clip_tokenizer, tiny_unet, tiny_vae
 
 __all__ = [
     "SDXL_TEXT_ENCODER_2_CONFIG",
@@ -95,7 +95,7 @@ def tiny_sdxl_pipeline(
     added conditioning with 4-dim time embeddings, a DDIM scheduler on the
     SDXL training schedule. Latents are ``4 x sample_size^2``, images twice that.
     """
-    from diffusers import DDIMScheduler, StableDiffusionXLPipeline
+    from diffusers import StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     tokenizer = tiny_clip_tokenizer(max_length=max_length)
@@ -118,16 +118,7 @@ def tiny_sdxl_pipeline(
     text_encoder_2 = CLIPTextModelWithProjection(
         _clip_config(tokenizer_2, hidden, projection, max_length)
     )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        timestep_spacing="leading",
-        prediction_type=prediction_type,
-    )
+    scheduler = sd_ddim_scheduler(timestep_spacing="leading", prediction_type=prediction_type)
     pipeline = StableDiffusionXLPipeline(
         vae=tiny_vae(seed),
         text_encoder=text_encoder.eval(),

@@ -21,13 +21,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..shapes.model import ALIGNMENT_DEFAULTS
 from .base import compressed_rate
 from .best_of_n import matched_best_of_n
 
 __all__ = ["bench_arguments", "main", "method_specs", "shapesbench_prompts"]
 
 STEPS = 20
-GUIDANCE_SCALE = 5.0  # the embedded model's CFG (nulltta.shapes.model.ALIGNMENT_DEFAULTS)
+GUIDANCE_SCALE = ALIGNMENT_DEFAULTS["guidance_scale"]  # the embedded model's CFG
 SEEDS = (0, 1, 2)
 NUM_PROMPTS = 16
 NOTE = (

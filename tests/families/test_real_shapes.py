@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers import (
-    DDIMScheduler,
     FlowMatchEulerDiscreteScheduler,
     SD3Transformer2DModel,
     StableDiffusion3Pipeline,
@@ -26,7 +25,7 @@ from transformers import (
 )
 
 from nulltta.adapters import make_adapter
-from nulltta.testing import tiny_clip_tokenizer
+from nulltta.testing import sd_ddim_scheduler, tiny_clip_tokenizer
 from nulltta.testing_families import SDXL_TEXT_ENCODER_2_CONFIG, SDXL_UNET_CONFIG
 
 PROMPT = "a red circle"
@@ -69,14 +68,7 @@ T5_XXL_CONFIG = {
 
 
 def _sdxl_scheduler():
-    return DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    return sd_ddim_scheduler()
 
 
 @pytest.fixture(scope="module")
