@@ -8,24 +8,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 from sklearn.base import BaseEstimator, clone
-from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from .adapters import make_adapter
-from .callbacks import (
-    AlignmentProgressBar,
-    FixedNullTrajectory,
-    GreedySelection,
-    KLAnnealing,
-    MemoryProfiler,
-)
+from .callbacks import FixedNullTrajectory, method_callbacks
 from .config import AlignmentConfig, config_from
+from .errors import NotFittedError, NullTTAError
 from .history import History
 from .images import format_images, to_pil, to_tensor
 from .loading import is_embedded, load_pipeline
@@ -37,14 +31,6 @@ from .rewards import Reward, get_reward
 __all__ = ["NotFittedError", "NullTTAError", "NullTextAligner", "to_pil", "to_tensor"]
 
 _SHARED_PARAMS = ("pipeline", "reward")
-
-
-class NullTTAError(Exception):
-    """Base class of nulltta's own errors."""
-
-
-class NotFittedError(NullTTAError, SklearnNotFittedError):
-    """A method that needs a fitted aligner was called before ``fit``."""
 
 
 class NullTextAligner(BaseEstimator):
@@ -258,19 +244,6 @@ class NullTextAligner(BaseEstimator):
         self.reward_fn_ = get_reward(reward)
         return self.reward_fn_
 
-    def _callbacks(self, config: AlignmentConfig, extra: Sequence[Any] = ()) -> list[Any]:
-        callbacks: list[Any] = []
-        if config.anneal_kl:
-            callbacks.append(KLAnnealing(config.schedule_rate))
-        if config.num_candidates > 1:
-            callbacks.append(GreedySelection(config.num_candidates, config.select_initial_noise))
-        callbacks.extend(extra)
-        if self.profile_memory:
-            callbacks.append(MemoryProfiler())
-        if self.progress:
-            callbacks.append(AlignmentProgressBar())
-        return callbacks + list(self.callbacks or [])
-
     def _prepare(self, prompt: str) -> tuple[Any, AlignmentConfig, int, int]:
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError(
@@ -308,7 +281,10 @@ class NullTextAligner(BaseEstimator):
         module.start_trajectory(
             prompt, height, width, generator, negative_prompt=self.negative_prompt
         )
-        return run_denoising_loop(module, self._callbacks(config, extra_callbacks))
+        callbacks = method_callbacks(
+            config, extra_callbacks, profile_memory=self.profile_memory, progress=self.progress
+        )
+        return run_denoising_loop(module, callbacks + list(self.callbacks or []))
 
     def _finish(self, module: NullTextModule) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
@@ -369,7 +345,7 @@ class NullTextAligner(BaseEstimator):
         adapter, config, height, width = self._prepare(self.prompt_)
         extra: list[Any] = []
         if not reoptimize:
-            config = _no_optimisation(config)
+            config = config.plain_sampling()
             extra = [FixedNullTrajectory(self.phi_)]
         first = self.seed + 1 if seed is None else seed
         images = [
@@ -397,7 +373,7 @@ class NullTextAligner(BaseEstimator):
         if prompt is None:
             raise ValueError("pass a prompt, or fit the aligner first")
         adapter, config, height, width = self._prepare(prompt)
-        config = _no_optimisation(config)
+        config = config.plain_sampling()
         first = self.seed if seed is None else seed
         images = [
             self._finish(self._run(prompt, first + k, config, adapter, height, width))[0]
@@ -437,7 +413,3 @@ class NullTextAligner(BaseEstimator):
         for name, value in fitted.items():
             setattr(aligner, name, value)
         return aligner
-
-
-def _no_optimisation(config: AlignmentConfig) -> AlignmentConfig:
-    return replace(config, n_min=0, n_max=0, num_candidates=1, select_initial_noise=False)

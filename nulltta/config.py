@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 __all__ = [
@@ -152,6 +152,14 @@ class AlignmentConfig:
         if not self.early_stop_tolerance >= 0:
             raise ValueError(f"early_stop_tolerance={self.early_stop_tolerance} must be >= 0")
         _check_int("optimize_every", self.optimize_every, minimum=1)
+
+    def plain_sampling(self) -> AlignmentConfig:
+        """These settings with no phi' optimisation and one candidate (plain CFG sampling).
+
+        With zero inner steps and ``K = 1`` a run is the stock ancestral sampler;
+        used for baselines and for replaying a fitted phi' trajectory.
+        """
+        return replace(self, n_min=0, n_max=0, num_candidates=1, select_initial_noise=False)
 
     def resolved_reward_weight(self, zeroth_order: bool) -> float:
         """``lambda1``: the given weight, or 100 (gradient) / 50 (zero-order) as released."""

@@ -11,7 +11,6 @@ module can be driven by our own loop (``nulltta.loop``) or by a Lightning
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -34,40 +33,9 @@ from .equations import (
 )
 from .rewards import Reward
 from .speedups import Plateau, autocast, downscale_latents, gradient_checkpointing, strided_schedule
+from .trajectory import Trajectory, inner_step_row, reset_optimizer_state
 
-__all__ = ["NullTextModule", "Trajectory", "reset_optimizer_state"]
-
-
-def reset_optimizer_state(optimizer: Any) -> None:
-    """Forget Adam's moments and step count: equal to re-creating the optimizer.
-
-    Works on a plain optimizer and on Lightning's and Fabric's wrappers.
-    """
-    inner = getattr(optimizer, "optimizer", optimizer)
-    inner.state.clear()
-
-
-@dataclass
-class Trajectory:
-    """State of one sampling run (batch of ``B`` images of one prompt)."""
-
-    prompts: list[str]
-    cond: Embeddings
-    null: Embeddings
-    null_packed: Tensor
-    timesteps: list[int]
-    coefficients: list[StepCoefficients]
-    inner_steps: list[int]
-    latents: Tensor
-    generator: torch.Generator | None
-    cached_cond_eps: Tensor | None = None
-    phi: list[Tensor] = field(default_factory=list)
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def batch_size(self) -> int:
-        """Number of images sampled together."""
-        return self.latents.shape[0]
+__all__ = ["NullTextModule"]
 
 
 class _Frozen:
@@ -323,7 +291,7 @@ class NullTextModule(LightningModule):
                     finite = bool(torch.isfinite(grad).all())
                     if finite:
                         optimizer.step()
-            rows.append(_inner_row(values, parts, grad if finite else None, skipped=not finite))
+            rows.append(inner_step_row(values, parts, grad if finite else None, skipped=not finite))
             if plateau.should_stop(rows[-1]["objective"]):
                 break  # early stop: the objective has stopped improving
         return rows
@@ -390,23 +358,3 @@ class NullTextModule(LightningModule):
             )
             traj.latents = mean + outputs["std"] * noise
         traj.history.append(outputs["row"])
-
-
-def _mean(x: Tensor) -> float:
-    return float(x.detach().float().mean())
-
-
-def _inner_row(
-    values: Tensor, parts: dict[str, Tensor], grad: Tensor | None, skipped: bool
-) -> dict[str, Any]:
-    def finite_or_none(x: float) -> float | None:
-        return x if x == x and abs(x) != float("inf") else None
-
-    return {
-        "objective": finite_or_none(_mean(values)),
-        "reward": finite_or_none(_mean(parts["reward"])),
-        "kl_local": finite_or_none(_mean(parts["kl_local"])),
-        "kl_embedding": finite_or_none(_mean(parts["kl_embedding"])),
-        "grad_norm": None if grad is None else float(grad.norm()),
-        "skipped": skipped,
-    }

@@ -1,6 +1,7 @@
 """Lightning callbacks of the alignment loop, one per file."""
 
 from .annealing import KLAnnealing
+from .defaults import method_callbacks
 from .fixed_null import FixedNullTrajectory
 from .greedy import GreedySelection, pick_best
 from .memory import MemoryProfiler, peak_rss_mb, reset_peak_rss
@@ -12,6 +13,7 @@ __all__ = [
     "GreedySelection",
     "KLAnnealing",
     "MemoryProfiler",
+    "method_callbacks",
     "peak_rss_mb",
     "pick_best",
     "reset_peak_rss",

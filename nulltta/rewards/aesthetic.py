@@ -16,17 +16,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .checkpoints import extract_state_dict, freeze, load_checkpoint, load_state_dict_checked
 from .clipscore import _clip_model_cls
 from .functional import aesthetic_score
 from .loading import (
     HF_MODEL_FILES,
     RewardWeightsError,
-    extract_state_dict,
     find_pretrained_dir,
     find_weights_file,
-    freeze,
-    load_checkpoint,
-    load_state_dict_checked,
     resolve_weights_file,
 )
 from .pretrained import (
@@ -114,7 +111,10 @@ class Aesthetic(PretrainedReward):
     ) -> None:
         mlp = head if isinstance(head, nn.Module) else load_aesthetic_head(head)
         clip = load_hf_model(
-            clip_model, AESTHETIC_CLIP_REPO, "aesthetic CLIP ViT-L/14", _clip_model_cls(),
+            clip_model,
+            AESTHETIC_CLIP_REPO,
+            "aesthetic CLIP ViT-L/14",
+            _clip_model_cls(),
             as_dtype(dtype),
         )
         super().__init__(clip, dtype=dtype, device=device, **kwargs)

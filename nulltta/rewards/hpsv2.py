@@ -18,12 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .checkpoints import extract_state_dict, load_checkpoint, load_state_dict_checked
 from .functional import hps_score
 from .loading import (
-    extract_state_dict,
     find_weights_file,
-    load_checkpoint,
-    load_state_dict_checked,
     resolve_weights_file,
 )
 from .pretrained import PretrainedReward, as_dtype

@@ -18,16 +18,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .checkpoints import extract_state_dict, load_checkpoint, load_state_dict_checked
 from .functional import imagereward_normalize
 from .imagereward_model import BlipVisionConfig, ImageRewardModel, MedConfig
 from .loading import (
     HF_TOKENIZER_FILES,
     RewardWeightsError,
-    extract_state_dict,
     find_pretrained_dir,
     find_weights_file,
-    load_checkpoint,
-    load_state_dict_checked,
     resolve_weights_file,
 )
 from .pretrained import PretrainedReward, as_dtype, load_hf_tokenizer

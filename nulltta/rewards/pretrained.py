@@ -19,13 +19,13 @@ import torch
 from torch import Tensor, nn
 
 from .base import Reward
+from .checkpoints import freeze
 from .loading import (
     HF_MODEL_FILES,
     HF_TOKENIZER_FILES,
     RewardWeightsError,
     RewardWeightsNotFoundError,
     find_pretrained_dir,
-    freeze,
     resolve_pretrained_dir,
 )
 from .preprocess import normalize, resize_longest_side_pad, resize_shortest_side_center_crop
@@ -118,9 +118,7 @@ def clip_image_size(model: nn.Module) -> int:
 def is_repo_id(value: object) -> bool:
     """Whether ``value`` reads as a hub repo id (``"org/name"``) rather than an existing path."""
     return (
-        isinstance(value, str)
-        and not os.path.exists(value)
-        and _REPO_ID.match(value) is not None
+        isinstance(value, str) and not os.path.exists(value) and _REPO_ID.match(value) is not None
     )
 
 

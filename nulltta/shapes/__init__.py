@@ -4,7 +4,9 @@
 - :mod:`nulltta.shapes.model`: ``load_embedded_pipeline()``, the shipped model;
 - :mod:`nulltta.shapes.scorers` and :mod:`nulltta.shapes.rewards`: the
   fidelity classifier, preference models and Frechet distance;
-- ``python -m nulltta.shapes.evaluate``: the benchmark numbers.
+- ``python -m nulltta.shapes.evaluate``: the benchmark numbers;
+- ``python -m nulltta.shapes.train_model``: retrain the model from scratch
+  (:mod:`nulltta.shapes.train_vae` holds the autoencoder's stages).
 
 Heavy modules (diffusers) load only when :mod:`nulltta.shapes.model` is imported.
 """

@@ -23,6 +23,7 @@ from diffusers import DDIMScheduler, StableDiffusionPipeline
 from PIL import Image
 from torch import Tensor
 
+from ..config import AlignmentConfig
 from .model import ALIGNMENT_DEFAULTS
 from .rewards import (
     ShapesFD,
@@ -44,7 +45,9 @@ __all__ = [
 ]
 
 DEFAULT_CFG = ALIGNMENT_DEFAULTS["guidance_scale"]
-DEFAULT_STEPS = 50
+#: The method's default schedule (100 steps), so plain fidelity is measured with
+#: the sampler of ``NullTextAligner`` and the README's main job.
+DEFAULT_STEPS = AlignmentConfig().num_inference_steps
 
 
 def benchmark_prompts(n: int, seed: int = 0) -> tuple[list[str], list[int]]:

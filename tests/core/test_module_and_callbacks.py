@@ -11,8 +11,9 @@ from nulltta.callbacks import GreedySelection, KLAnnealing, pick_best
 from nulltta.config import AlignmentConfig
 from nulltta.equations import annealing_schedule
 from nulltta.loop import run_denoising_loop
-from nulltta.module import NullTextModule, reset_optimizer_state
+from nulltta.module import NullTextModule
 from nulltta.rewards import Brightness
+from nulltta.trajectory import inner_step_row, reset_optimizer_state
 
 PROMPT = "a red circle"
 
@@ -45,6 +46,24 @@ def test_reset_optimizer_state_equals_a_fresh_adam():
     reused.step()
     fresh.step()
     torch.testing.assert_close(param, twin)
+
+
+def test_inner_step_row_means_and_marks_non_finite_values_as_none():
+    parts = {
+        "reward": torch.tensor([1.0, 3.0]),
+        "kl_local": torch.tensor([0.5, float("nan")]),
+        "kl_embedding": torch.tensor([float("inf"), 0.0]),
+    }
+    row = inner_step_row(torch.tensor([2.0, 4.0]), parts, torch.tensor([3.0, 4.0]), False)
+    assert row == {
+        "objective": 3.0,
+        "reward": 2.0,
+        "kl_local": None,
+        "kl_embedding": None,
+        "grad_norm": 5.0,
+        "skipped": False,
+    }
+    assert inner_step_row(torch.tensor([1.0]), parts, None, True)["grad_norm"] is None
 
 
 def test_annealing_callback_sets_tau(tiny_pipe):

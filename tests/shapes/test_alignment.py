@@ -85,12 +85,13 @@ def tiny_pipe_for_defaults():
 
 
 def test_annealing_follows_the_resolved_setting(shared_pipe):
-    from nulltta.callbacks import KLAnnealing
+    from nulltta.equations import annealing_schedule
 
     fast = {"num_inference_steps": 2, "n_min": 0, "n_max": 1, "num_candidates": 1}
     default = NullTextAligner(shared_pipe, "shapes-preference", **fast)
     release = NullTextAligner(shared_pipe, "shapes-preference", anneal_kl=True, **fast)
     default.fit("a red circle on a white background")
     release.fit("a red circle on a white background")
-    assert not any(isinstance(c, KLAnnealing) for c in default._callbacks(default.config_))
-    assert any(isinstance(c, KLAnnealing) for c in release._callbacks(release.config_))
+    assert default.history_[:, "kl_scale"] == [1.0, 1.0]
+    expected = annealing_schedule(2, default.config_.schedule_rate)
+    assert release.history_[:, "kl_scale"] == pytest.approx(list(expected))

@@ -1,0 +1,105 @@
+"""The embedded model's training code: its command, its stages and the shipped metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from diffusers import AutoencoderKL, StableDiffusionPipeline
+
+from nulltta.shapes.model import embedded_model_path
+from nulltta.shapes.train_model import main as train_main
+from nulltta.shapes.train_vae import (
+    build_vae_from,
+    latent_scale,
+    train_vae,
+    vae_colour_error,
+    warmup_cosine_lr,
+)
+
+
+@pytest.fixture(scope="module")
+def shipped_vae() -> AutoencoderKL:
+    return AutoencoderKL.from_pretrained(embedded_model_path(), subfolder="vae").float().eval()
+
+
+@pytest.fixture(scope="module")
+def training_report() -> dict:
+    return json.loads((embedded_model_path() / "training_report.json").read_text())
+
+
+def test_warmup_cosine_lr_closed_form():
+    assert warmup_cosine_lr(0, 1000, 1.0, warmup=100) == pytest.approx(0.01)
+    assert warmup_cosine_lr(99, 1000, 1.0, warmup=100) == pytest.approx(1.0)
+    assert warmup_cosine_lr(100, 1000, 1.0, warmup=100) == pytest.approx(1.0)
+    assert warmup_cosine_lr(550, 1000, 1.0, warmup=100) == pytest.approx(0.55)
+    assert warmup_cosine_lr(1000, 1000, 2.0, warmup=100) == pytest.approx(0.2)
+    halfway = 0.1 + 0.45 * (1 + math.cos(math.pi * 0.25))
+    assert warmup_cosine_lr(325, 1000, 1.0, warmup=100) == pytest.approx(halfway)
+
+
+def test_shipped_vae_reproduces_the_reported_colour_error(shipped_vae, training_report):
+    # Same weights (stored fp16, read as fp32), same seeded images: the number
+    # in the model card, up to float differences between CPUs.
+    measured = vae_colour_error(shipped_vae)
+    for key, value in training_report["vae_colour_error_final"].items():
+        assert measured[key] == pytest.approx(value, abs=0.05), key
+
+
+def test_latent_scale_gives_the_shipped_scaling_factor(shipped_vae):
+    # The encoder is frozen after stage 2, so the final VAE still has the latent
+    # scale that was measured then (up to the fp16 storage of the weights).
+    assert latent_scale(shipped_vae, n=512) == pytest.approx(
+        shipped_vae.config.scaling_factor, rel=0.02
+    )
+
+
+def test_decoder_only_training_is_seeded_and_keeps_the_latent_space(shipped_vae):
+    runs = [
+        train_vae(
+            2,
+            4,
+            1e-3,
+            seed=3,
+            shape_weight=4.0,
+            init=build_vae_from(shipped_vae),
+            decoder_only=True,
+        )
+        for _ in range(2)
+    ]
+    first, second = (run.state_dict() for run in runs)
+    original = shipped_vae.state_dict()
+    for name, value in first.items():
+        assert torch.equal(value, second[name]), f"{name} differs between identical runs"
+        if name.startswith(("encoder.", "quant_conv.")):
+            assert torch.equal(value, original[name]), f"{name} moved in decoder-only training"
+    assert not torch.equal(first["decoder.conv_out.weight"], original["decoder.conv_out.weight"])
+
+
+def test_training_command_writes_a_pipeline_that_loads_offline(tmp_path):
+    out = tmp_path / "model"
+    train_main(
+        [
+            "--out", str(out),
+            "--vae-steps", "2", "--vae-batch-size", "4", "--vae-refine-steps", "1",
+            "--decoder-steps", "1", "--steps", "2", "--batch-size", "4", "--save-every", "1",
+        ]
+    )  # fmt: skip
+    report = json.loads((out / "training_report.json").read_text())
+    assert report["args"]["steps"] == "2"
+    assert set(report["vae_colour_error_final"]) == {
+        "shape_rgb_err",
+        "background_rgb_err",
+        "pixel_mae",
+    }
+    assert report["scaling_factor"] > 0
+    pipe = StableDiffusionPipeline.from_pretrained(out, local_files_only=True)
+    assert pipe.vae.config.scaling_factor == pytest.approx(report["scaling_factor"])
+    assert pipe.unet.dtype == torch.float32  # stored fp16, loaded fp32 by default
+    with torch.no_grad():
+        image = pipe(
+            "a red circle on a white background", num_inference_steps=2, output_type="pt"
+        ).images
+    assert image.shape == (1, 3, 32, 32) and torch.isfinite(image).all()
