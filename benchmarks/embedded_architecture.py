@@ -32,11 +32,18 @@ import torch
 from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 
 from nulltta import NullTextAligner
+from nulltta.config import AlignmentConfig
+from nulltta.equations import inner_steps_schedule
 from nulltta.shapes.components import UNET_CONFIG, VAE_CONFIG
 from nulltta.shapes.model import ALIGNMENT_DEFAULTS, load_embedded_pipeline
 
+_DEFAULT = AlignmentConfig()
 #: Inner steps of the method's default schedule (n_min 5 to n_max 25 over 100 steps).
-DEFAULT_SCHEDULE_INNER_STEPS = 1520
+DEFAULT_SCHEDULE_INNER_STEPS = sum(
+    inner_steps_schedule(
+        _DEFAULT.num_inference_steps, _DEFAULT.n_min, _DEFAULT.n_max, _DEFAULT.schedule_rate
+    )
+)
 
 _PLAIN_BLOCKS = {"down_block_types": ["DownBlock2D"] * 2, "up_block_types": ["UpBlock2D"] * 2}
 

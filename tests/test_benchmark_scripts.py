@@ -86,3 +86,7 @@ def test_command_writes_one_row_per_layout_with_ratios_to_shipped(architecture, 
     assert rows["mid-block-only"]["unet_vae_params_m"] < rows["shipped"]["unet_vae_params_m"]
     with pytest.raises(SystemExit):
         architecture.main(["--layouts", "mid-block-only"])
+
+
+def test_default_schedule_has_the_inner_steps_the_model_card_quotes(architecture):
+    assert architecture.DEFAULT_SCHEDULE_INNER_STEPS == 1520
