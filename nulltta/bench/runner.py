@@ -1,7 +1,9 @@
 """Run methods over prompts and seeds; one JSON row per finished image.
 
-Rows are appended to ``rows.jsonl`` as they finish, so an interrupted run
-loses at most the image in progress, and a rerun skips every ``(method,
+Rows are appended to ``rows.jsonl`` as they finish (one write and ``fsync``
+each, :func:`nulltta.jsonl.append_row`), so an interrupted run loses at most
+the image in progress: a partial last line left by a crash is skipped on
+reading and removed before the next append. A rerun skips every ``(method,
 prompt, seed)`` already there. ``run.json`` records the shared settings; a
 rerun with different settings is refused rather than mixed in.
 """
@@ -19,6 +21,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..aligner import to_pil
+from ..jsonl import append_row, read_rows
 from ..rewards import Reward
 from .base import Method, Task
 from .cost import CostCounter, measure
@@ -37,17 +40,8 @@ def quantize(images: Tensor) -> Tensor:
 
 
 def load_rows(out_dir: str | Path) -> list[dict[str, Any]]:
-    """Every row written so far (an unfinished last line is ignored)."""
-    path = Path(out_dir) / ROWS_FILE
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    """Every row written so far; a partial last line is skipped (see nulltta.jsonl)."""
+    return read_rows(Path(out_dir) / ROWS_FILE)
 
 
 def _label_dir(label: str) -> str:
@@ -183,8 +177,7 @@ def run_benchmark(
             "image": str(relative),
             "info": output.info,
         }
-        with (out / ROWS_FILE).open("a") as rows_file:
-            rows_file.write(json.dumps(row) + "\n")
+        append_row(out / ROWS_FILE, row)
         bar.update(1)
     bar.close()
     return load_rows(out)

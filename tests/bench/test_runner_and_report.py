@@ -8,6 +8,7 @@ from nulltta.bench import load_rows, make_method, run_benchmark, write_report
 from nulltta.bench.cli import read_prompts
 from nulltta.bench.plots import pareto_front
 from nulltta.cli import main
+from nulltta.jsonl import PartialRowWarning
 from nulltta.rewards import Brightness, Saturation
 
 PROMPTS = ["a red circle", "a blue square"]
@@ -45,6 +46,24 @@ def test_rows_are_written_and_a_rerun_skips_them(tiny_pipe, tmp_path):
     assert len(again) == len(rows)
     more = _run(tiny_pipe, tmp_path, methods=("plain", "best-of-n:n=2", "greedy"))
     assert len(more) == 12 and [r["method"] for r in more[8:]] == ["greedy"] * 4
+
+
+def test_a_resume_after_a_write_cut_mid_line_finds_every_row(tiny_pipe, tmp_path):
+    rows = _run(tiny_pipe, tmp_path, methods=("plain",), seeds=(0,))
+    assert len(rows) == 2
+    path = tmp_path / "rows.jsonl"
+    text = path.read_text()
+    second = text.index("\n") + 1
+    path.write_text(text[: second + (len(text) - second) // 2])  # a crash while writing row 2
+    with pytest.warns(PartialRowWarning):
+        assert load_rows(tmp_path) == rows[:1]
+    with pytest.warns(PartialRowWarning) as caught:
+        resumed = _run(tiny_pipe, tmp_path, methods=("plain",), seeds=(0,))
+    assert any("removed a partial last row" in str(w.message) for w in caught)
+    assert len(resumed) == 2 and resumed[0] == rows[0]
+    assert [(r["prompt"], r["seed"]) for r in resumed] == [(r["prompt"], r["seed"]) for r in rows]
+    assert resumed[1]["target"] == rows[1]["target"]  # the lost image, made again
+    assert len(path.read_text().splitlines()) == 2
 
 
 def test_a_rerun_with_other_settings_is_refused(tiny_pipe, tmp_path):
