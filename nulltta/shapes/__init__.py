@@ -1,9 +1,13 @@
-"""ShapesBench: the embedded toy world, its text-to-image model and its scorers.
+"""ShapesBench: the embedded toy world, its text-to-image model and its rewards.
 
-- :mod:`nulltta.shapes.world`: the data generator, prompts and hidden preference;
+- :mod:`nulltta.shapes.prompts`: the vocabulary and the prompt/caption grammar;
+- :mod:`nulltta.shapes.world`: the renderer and the base image distribution;
+- :mod:`nulltta.shapes.captions`: training captions with size and position words;
 - :mod:`nulltta.shapes.model`: ``load_embedded_pipeline()``, the shipped model;
-- :mod:`nulltta.shapes.scorers` and :mod:`nulltta.shapes.rewards`: the
-  fidelity classifier, preference models and Frechet distance;
+- :mod:`nulltta.shapes.gold`: the gold reward, measured from pixels;
+- :mod:`nulltta.shapes.scorers`, :mod:`nulltta.shapes.preference` and
+  :mod:`nulltta.shapes.rewards`: the fidelity classifier, the learned proxies
+  and the Frechet distance;
 - ``python -m nulltta.shapes.evaluate``: the benchmark numbers;
 - ``python -m nulltta.shapes.train_model``: retrain the model from scratch
   (:mod:`nulltta.shapes.train_vae` holds the autoencoder's stages).
@@ -14,13 +18,17 @@ Heavy modules (diffusers) load only when :mod:`nulltta.shapes.model` is imported
 from .world import (
     BACKGROUNDS,
     COLORS,
+    POSITION_PHRASES,
     SHAPES,
+    SIZE_WORDS,
     PromptError,
+    PromptParts,
     all_prompts,
     check_prompt,
+    make_caption,
     make_prompt,
+    parse_caption,
     parse_prompt,
-    preference_score,
     render,
     sample_batch,
 )
@@ -28,13 +36,17 @@ from .world import (
 __all__ = [
     "BACKGROUNDS",
     "COLORS",
+    "POSITION_PHRASES",
     "SHAPES",
+    "SIZE_WORDS",
     "PromptError",
+    "PromptParts",
     "all_prompts",
     "check_prompt",
+    "make_caption",
     "make_prompt",
+    "parse_caption",
     "parse_prompt",
-    "preference_score",
     "render",
     "sample_batch",
 ]

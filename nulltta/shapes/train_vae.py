@@ -175,9 +175,8 @@ def refine_decoder(
         Colour errors (see :func:`vae_colour_error`) after fine-tuning.
     """
     vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", dtype=torch.float32)
-    dtype = next(iter(AutoencoderKL.from_pretrained(folder, subfolder="vae").parameters())).dtype
     vae = train_vae(
         steps, batch_size, lr, seed, shape_weight=shape_weight, init=vae, decoder_only=True
     )
-    vae.to(dtype).save_pretrained(folder / "vae", safe_serialization=True)
-    return vae_colour_error(vae.float())
+    vae.save_pretrained(folder / "vae", safe_serialization=True)
+    return vae_colour_error(vae)

@@ -1,28 +1,45 @@
 """The ShapesBench world: 32x32 images of one coloured shape on a plain background.
 
 Prompts name three attributes, ``"a red circle on a white background"``; the
-shape's size and position vary at random and are not in the prompt. Every
-image is rendered at 4x resolution and box-filtered down (anti-aliasing).
+shape's size and position vary at random. Training captions may also name
+them with a size word and a position phrase, ``"a large red circle in the top
+left on a white background"`` (their distribution is in
+:mod:`nulltta.shapes.captions`). Every image is rendered at 4x resolution and
+box-filtered down (anti-aliasing).
 
 Coordinates are fractions of the image side: ``size`` is the shape's extent
 (diameter of the circle, side of the square, width of the triangle and the
 cross) and ``(cx, cy)`` its centre, ``x`` to the right and ``y`` down.
 
-The hidden *preference* is a known function of the attributes
-(:func:`preference_score`): larger, more centred shapes with stronger colour
-contrast against the background are preferred. Learned reward models of it
-live in :mod:`nulltta.shapes.scorers`.
+The true preference of an image (the gold reward) is measured from its pixels
+in :mod:`nulltta.shapes.gold`; learned proxies of it live in
+:mod:`nulltta.shapes.preference`.
 """
 
 from __future__ import annotations
 
-import re
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from .prompts import (
+    BACKGROUNDS,
+    COLORS,
+    POSITION_PHRASES,
+    SHAPES,
+    SIZE_WORDS,
+    VOCABULARY,
+    PromptError,
+    PromptParts,
+    all_prompts,
+    check_prompt,
+    make_caption,
+    make_prompt,
+    parse_caption,
+    parse_prompt,
+)
 
 __all__ = [
     "BACKGROUNDS",
@@ -30,17 +47,22 @@ __all__ = [
     "COLORS",
     "COLOR_RGB",
     "IMAGE_SIZE",
+    "MARGIN",
     "MAX_SIZE",
     "MIN_SIZE",
+    "POSITION_PHRASES",
     "SHAPES",
+    "SIZE_WORDS",
     "VOCABULARY",
     "PromptError",
+    "PromptParts",
     "ShapeBatch",
     "all_prompts",
     "check_prompt",
+    "make_caption",
     "make_prompt",
+    "parse_caption",
     "parse_prompt",
-    "preference_score",
     "render",
     "render_batch",
     "sample_attributes",
@@ -49,9 +71,6 @@ __all__ = [
 
 IMAGE_SIZE = 32
 SUPERSAMPLE = 4
-SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "cross")
-COLORS: tuple[str, ...] = ("red", "green", "blue", "yellow", "cyan", "magenta")
-BACKGROUNDS: tuple[str, ...] = ("white", "black", "gray", "brown")
 COLOR_RGB: dict[str, tuple[float, float, float]] = {
     "red": (0.88, 0.10, 0.10),
     "green": (0.12, 0.70, 0.18),
@@ -68,14 +87,8 @@ BACKGROUND_RGB: dict[str, tuple[float, float, float]] = {
 }
 MIN_SIZE = 0.30
 MAX_SIZE = 0.75
-_MARGIN = 0.03
-# Every word a prompt may contain (the tokenizer's vocabulary is built from it).
-VOCABULARY: tuple[str, ...] = (*SHAPES, *COLORS, *BACKGROUNDS, "a", "an", "on", "the", "background")
-_PROMPT_RE = re.compile(r"^an?\s+(\w+)\s+(\w+)\s+on\s+an?\s+(\w+)\s+background$")
-
-
-class PromptError(ValueError):
-    """Raised for a prompt the embedded model's world cannot express."""
+#: Smallest distance between a shape's bounding box and the image border.
+MARGIN = 0.03
 
 
 @dataclass
@@ -91,7 +104,7 @@ class ShapeBatch:
     size, cx, cy : Tensor
         ``(N,)`` float32 geometry, fractions of the image side.
     prompts : list of str
-        One prompt per image.
+        One prompt (or caption) per image.
     """
 
     images: Tensor
@@ -102,83 +115,6 @@ class ShapeBatch:
     cx: Tensor
     cy: Tensor
     prompts: list[str]
-
-    def preference(self) -> Tensor:
-        """Ground-truth preference of every image, ``(N,)``."""
-        colors = [COLORS[i] for i in self.color.tolist()]
-        backgrounds = [BACKGROUNDS[i] for i in self.background.tolist()]
-        return torch.as_tensor(
-            preference_score(
-                self.size.numpy(), self.cx.numpy(), self.cy.numpy(), colors, backgrounds
-            ),
-            dtype=torch.float32,
-        )
-
-
-def _vocab_message() -> str:
-    return (
-        "prompts must read 'a <colour> <shape> on a <background> background' with "
-        f"shape in {list(SHAPES)}, colour in {list(COLORS)}, background in {list(BACKGROUNDS)}"
-    )
-
-
-def make_prompt(shape: str, color: str, background: str) -> str:
-    """Return the prompt for three attribute names, e.g. ``"a red circle on a white background"``.
-
-    Raises
-    ------
-    PromptError
-        When a name is not in the vocabulary.
-    """
-    for value, allowed, what in (
-        (shape, SHAPES, "shape"),
-        (color, COLORS, "colour"),
-        (background, BACKGROUNDS, "background"),
-    ):
-        if value not in allowed:
-            raise PromptError(f"unknown {what} {value!r}; {_vocab_message()}.")
-    return f"a {color} {shape} on a {background} background"
-
-
-def parse_prompt(prompt: str) -> tuple[str, str, str]:
-    """Read ``(shape, colour, background)`` from a prompt.
-
-    Case, surrounding whitespace and a final full stop are ignored.
-
-    Raises
-    ------
-    PromptError
-        For a prompt outside the world's vocabulary; the message lists it.
-    """
-    text = " ".join(prompt.strip().lower().rstrip(".").split())
-    match = _PROMPT_RE.match(text)
-    if match is None:
-        raise PromptError(f"cannot read prompt {prompt!r}: {_vocab_message()}.")
-    color, shape, background = match.groups()
-    if shape not in SHAPES or color not in COLORS or background not in BACKGROUNDS:
-        raise PromptError(f"prompt {prompt!r} is outside the vocabulary: {_vocab_message()}.")
-    return shape, color, background
-
-
-def check_prompt(prompt: str) -> bool:
-    """Warn (instead of raising) when a prompt is outside the vocabulary.
-
-    Returns
-    -------
-    bool
-        ``True`` when the prompt parses, ``False`` (after a ``UserWarning``) otherwise.
-    """
-    try:
-        parse_prompt(prompt)
-    except PromptError as err:
-        warnings.warn(f"{err} The embedded model was never trained on it.", stacklevel=2)
-        return False
-    return True
-
-
-def all_prompts() -> list[str]:
-    """All 96 prompts of the world, in a fixed order."""
-    return [make_prompt(s, c, b) for s in SHAPES for c in COLORS for b in BACKGROUNDS]
 
 
 def _masks(shape_idx: np.ndarray, size: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
@@ -271,7 +207,7 @@ def render(shape: str, color: str, background: str, size: float, cx: float, cy: 
 def sample_attributes(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Draw ``n`` uniform attribute sets (indices and geometry) from ``rng``."""
     size = rng.uniform(MIN_SIZE, MAX_SIZE, n).astype(np.float32)
-    low, high = size / 2 + _MARGIN, 1 - size / 2 - _MARGIN
+    low, high = size / 2 + MARGIN, 1 - size / 2 - MARGIN
     return {
         "shape": rng.integers(0, len(SHAPES), n),
         "color": rng.integers(0, len(COLORS), n),
@@ -313,44 +249,3 @@ def sample_batch(n: int, seed: int | np.random.Generator = 0) -> ShapeBatch:
         cy=torch.from_numpy(attrs["cy"]),
         prompts=prompts,
     )
-
-
-def preference_score(
-    size: float | np.ndarray,
-    cx: float | np.ndarray,
-    cy: float | np.ndarray,
-    color: str | list[str],
-    background: str | list[str],
-) -> float | np.ndarray:
-    """The hidden ground-truth preference, in ``[0, 1]``.
-
-    ``0.4 * size_term + 0.3 * centring + 0.3 * contrast`` where ``size_term``
-    maps ``[MIN_SIZE, MAX_SIZE]`` to ``[0, 1]``, ``centring`` is one minus the
-    centre's distance from the image centre over its largest possible value,
-    and ``contrast`` is the RGB distance between shape and background colours
-    over ``sqrt(3)``.
-
-    Parameters
-    ----------
-    size, cx, cy : float or ndarray
-        Geometry as in :func:`render`.
-    color, background : str or list of str
-        Colour names (one, or one per item).
-
-    Returns
-    -------
-    float or ndarray
-        A float for scalar inputs, else an array.
-    """
-    scalar = isinstance(color, str)
-    colors = [color] if isinstance(color, str) else list(color)
-    backgrounds = [background] if isinstance(background, str) else list(background)
-    fg = np.array([COLOR_RGB[c] for c in colors])
-    bg = np.array([BACKGROUND_RGB[b] for b in backgrounds])
-    contrast = np.linalg.norm(fg - bg, axis=1) / np.sqrt(3)
-    size_term = np.clip((np.asarray(size) - MIN_SIZE) / (MAX_SIZE - MIN_SIZE), 0, 1)
-    max_off = np.hypot(0.5 - MIN_SIZE / 2 - _MARGIN, 0.5 - MIN_SIZE / 2 - _MARGIN)
-    off = np.hypot(np.asarray(cx) - 0.5, np.asarray(cy) - 0.5)
-    centring = np.clip(1 - off / max_off, 0, 1)
-    score = 0.4 * size_term + 0.3 * centring + 0.3 * contrast
-    return float(score[0]) if scalar and np.ndim(score) else score
