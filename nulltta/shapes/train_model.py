@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL, StableDiffusionPipeline
 
+from .captions import EMPTY_PROB, sample_captioned_batch
 from .components import (
     build_scheduler,
     build_text_encoder,
@@ -45,7 +46,6 @@ from .train_vae import (
     vae_colour_error,
     warmup_cosine_lr,
 )
-from .captions import EMPTY_PROB, sample_captioned_batch
 
 __all__ = ["main", "save_pipeline", "train_diffusion"]
 
