@@ -4,10 +4,17 @@ import hashlib
 
 import pytest
 import torch
+from lightning import Callback
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from nulltta import NotFittedError, NullTextAligner
+from nulltta.callbacks import (
+    AlignmentProgressBar,
+    FixedNullTrajectory,
+    MemoryProfiler,
+    method_callbacks,
+)
 from nulltta.rewards import Brightness, CallableReward
 
 PROMPT = "a red circle on a white background"
@@ -178,6 +185,42 @@ def test_generate_and_amortised_replay(tiny_pipe, fast_kwargs):
     torch.testing.assert_close(replay, again, atol=0, rtol=0)
     plain = aligner.sample_baseline(n_images=2, seed=10, output_type="pt")
     assert not torch.equal(replay, plain)
+
+
+class RecordNull(Callback):
+    """Records phi' as the step starts, after every built-in callback has run."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.phi: list[torch.Tensor] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.steps.append(int(batch))
+        self.phi.append(pl_module.null_embedding.detach().clone())
+
+
+def test_amortised_replay_feeds_phi_i_at_step_i(tiny_pipe, fast_kwargs):
+    recorder = RecordNull()
+    aligner = NullTextAligner(tiny_pipe, "brightness", callbacks=[recorder], **fast_kwargs)
+    aligner.fit(PROMPT)
+    steps = fast_kwargs["num_inference_steps"]
+    phi = aligner.phi_
+    assert phi.shape[0] == steps
+    # The trajectory moves, so replaying one phi' at every step differs from it.
+    assert all(not torch.equal(phi[i], phi[-1]) for i in range(steps - 1))
+    # In a replay, only observers run after the fixed trajectory, and user
+    # callbacks (the recorder) run after all built-in ones.
+    fixed = FixedNullTrajectory(phi)
+    built_in = method_callbacks(aligner.config_.plain_sampling(), [fixed], progress=True)
+    after = built_in[built_in.index(fixed) + 1 :]
+    assert all(isinstance(c, (MemoryProfiler, AlignmentProgressBar)) for c in after)
+    recorder.steps.clear()
+    recorder.phi.clear()
+    aligner.generate(n_images=1, seed=5, reoptimize=False)
+    assert recorder.steps == list(range(steps))
+    for i, recorded in enumerate(recorder.phi):
+        expected = phi[i].to(recorded).expand_as(recorded)
+        torch.testing.assert_close(recorded, expected, atol=0, rtol=0, msg=f"step {i}")
 
 
 def test_save_and_load_round_trip(tiny_pipe, fast_kwargs, tmp_path):
