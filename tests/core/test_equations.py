@@ -176,6 +176,50 @@ def test_zeroth_order_gradient_points_along_true_gradient():
     assert cosine > 0.9
 
 
+def _norm_ratio(estimate, true_gradient):
+    return (estimate.flatten(1).norm(dim=1) / true_gradient.flatten(1).norm(dim=1)).tolist()
+
+
+def test_zeroth_order_gradient_has_the_true_gradients_norm():
+    # J(phi) = -||phi - target||^2 has gradient 2 (target - phi). With K = 4000
+    # directions the estimate's norm is within about 2 sqrt(2 / K) = 4.5% of the
+    # true one (1.04, 1.02, 0.99 with this seed); a wrong scale (1 / (K mu^2)
+    # for 1 / (K mu)) is off by 1 / mu = 200x, a lost 1 / K by 4000x.
+    target = torch.randn(3, 8)
+    params = torch.randn(3, 8)
+
+    def objective(batch):
+        rows = batch.reshape(-1, *target.shape)  # phi first, then K copies of every row
+        return -((rows - target) ** 2).sum(-1).flatten()
+
+    estimate = zeroth_order_gradient(
+        objective, params, 4000, 5e-3, generator=torch.Generator().manual_seed(0)
+    )
+    true_gradient = 2 * (target - params)
+    assert all(0.9 < r < 1.1 for r in _norm_ratio(estimate, true_gradient))
+    cosine = torch.nn.functional.cosine_similarity(estimate, true_gradient)
+    assert (cosine > 0.99).all()
+
+
+def test_zeroth_order_gradient_at_the_release_settings_averages_to_the_true_gradient():
+    # mu = 0.02, K = 4 as released: each estimate is noisy, but 2000 of them
+    # (one per row, each with its own directions) average to the gradient of a
+    # linear objective, whose finite differences are exact.
+    direction = torch.randn(1, 16)
+    repeats = 2000
+    params = torch.randn(1, 16).expand(repeats, 16).contiguous()
+
+    def objective(batch):
+        return (batch * direction).sum(1) * 3.0
+
+    estimate = zeroth_order_gradient(
+        objective, params, 4, 0.02, generator=torch.Generator().manual_seed(0)
+    )
+    mean = estimate.mean(0, keepdim=True)
+    assert 0.9 < _norm_ratio(mean, 3.0 * direction)[0] < 1.1
+    assert torch.nn.functional.cosine_similarity(mean, direction).item() > 0.98
+
+
 def test_zeroth_order_gradient_evaluates_one_batch():
     calls = []
 
