@@ -5,13 +5,17 @@ N particles. At step t the twist ``psi_t(x_t) = exp(lambda_t R(x0_hat(x_t)) /
 alpha)`` looks ahead through the Tweedie estimate; each particle is moved by
 the twisted proposal ``N(mu + sigma_t^2 lambda_{t-1} grad log psi, sigma_t^2)``
 and reweighted by ``p(x_{t-1}|x_t) psi_{t-1}(x_{t-1}) / (q(x_{t-1}|x_t)
-psi_t(x_t))``; particles are resampled when the effective sample size drops
-below a fraction of N. Tempering ``lambda_t = min((1 + gamma)^i - 1, 1)``
-switches the twist on gradually.
+psi_t(x_t))``; particles are resampled (SSP, as the authors' code) when the
+effective sample size drops below a fraction of N. Tempering ``lambda_t =
+min((1 + gamma)^i - 1, 1)`` switches the twist on gradually.
+
+``docs/concepts/baselines.md`` lists how this matches the authors' sampler
+(``benchmarks/das_vs_official.py`` runs the two side by side).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +26,18 @@ from ..equations import transition_mean, tweedie_x0
 from .base import Method, MethodOutput, Task, compressed_rate
 from .sampling import Prepared, cfg_noise, prepare
 
-__all__ = ["DAS", "effective_sample_size", "systematic_resample", "tempering"]
+__all__ = [
+    "DAS",
+    "RESAMPLING_SCHEMES",
+    "effective_sample_size",
+    "resample",
+    "ssp_counts",
+    "ssp_resample",
+    "systematic_resample",
+    "tempering",
+]
+
+RESAMPLING_SCHEMES = ("ssp", "systematic")
 
 
 def effective_sample_size(log_weights: Tensor) -> float:
@@ -46,6 +61,81 @@ def systematic_resample(weights: Tensor, generator: torch.Generator | None = Non
     return torch.searchsorted(cumulative, positions, right=True).clamp(max=n - 1)
 
 
+def ssp_counts(expected: Sequence[float], uniforms: Sequence[float]) -> list[int]:
+    """Offspring counts of the Srinivasan sampling process (Gerber, Chopin and Whiteley 2019).
+
+    Each particle ``j`` gets ``floor(m_j)`` children plus one with probability
+    ``frac(m_j)``, so ``E[count_j] = m_j`` and every count is ``floor(m_j)``
+    or ``ceil(m_j)``; unlike systematic resampling the extra children are
+    negatively associated and the scheme does not depend on the particles'
+    order. The fractional parts are settled pairwise: a *pending* particle
+    with fraction ``a`` meets particle ``j`` with fraction ``b`` and one
+    uniform ``u``. If ``a + b < 1`` one of them takes ``a + b`` and the other
+    0 (``j`` takes it when ``u < b / (a + b)``); otherwise one gets a child
+    and keeps ``a + b - 1`` while the other reaches 1 (``j`` reaches 1 when
+    ``u < (1 - a) / (2 - a - b)``). The particle left holding a fraction
+    stays pending.
+
+    Parameters
+    ----------
+    expected : sequence of float
+        ``m_j = N W_j`` (sums to the number of children, an integer).
+    uniforms : sequence of float
+        ``len(expected) - 1`` uniforms in [0, 1).
+
+    Returns
+    -------
+    list of int
+        Children per particle, summing to ``round(sum(expected))``.
+
+    """
+    counts = [int(m // 1) for m in expected]
+    fractions = [m - c for m, c in zip(expected, counts, strict=True)]
+    pending = 0
+    for j, u in zip(range(1, len(expected)), uniforms, strict=True):
+        a, b = fractions[pending], fractions[j]
+        if b < 1 - a:  # the pair's mass a + b < 1 goes to one of them
+            total = a + b
+            if total > 0 and u < b / total:
+                fractions[pending], fractions[j] = 0.0, total
+                pending = j
+            else:
+                fractions[pending], fractions[j] = total, 0.0
+        else:  # one reaches 1 (a child), the other keeps a + b - 1
+            if u < (1 - a) / (2 - a - b):
+                counts[j] += 1
+                fractions[pending], fractions[j] = a + b - 1, 0.0
+            else:
+                counts[pending] += 1
+                fractions[pending], fractions[j] = 0.0, a + b - 1
+                pending = j
+    target = round(sum(expected))
+    if sum(counts) == target - 1:  # the pending fraction is 1 up to round-off
+        counts[pending] += 1
+    if sum(counts) != target:
+        raise RuntimeError(f"SSP produced {sum(counts)} children instead of {target}")
+    return counts
+
+
+def ssp_resample(weights: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Indices of N particles drawn by SSP resampling (:func:`ssp_counts`), the authors' scheme."""
+    n = weights.shape[0]
+    normalised = (weights.double() / weights.double().sum()).cpu()
+    uniforms = torch.rand(n - 1, generator=generator, device=weights.device, dtype=torch.float64)
+    counts = ssp_counts((n * normalised).tolist(), uniforms.cpu().tolist())
+    index = torch.repeat_interleave(torch.arange(n), torch.tensor(counts))
+    return index.to(weights.device)
+
+
+def resample(weights: Tensor, scheme: str, generator: torch.Generator | None = None) -> Tensor:
+    """Indices of N particles drawn by ``scheme`` (one of :data:`RESAMPLING_SCHEMES`)."""
+    if scheme == "ssp":
+        return ssp_resample(weights, generator)
+    if scheme == "systematic":
+        return systematic_resample(weights, generator)
+    raise ValueError(f"unknown resampling scheme {scheme!r}; use one of {RESAMPLING_SCHEMES}")
+
+
 def tempering(step_index: int, rate: float) -> float:
     """DAS's exponential tempering ``lambda_i = min((1 + gamma)^i - 1, 1)``."""
     return min((1 + rate) ** step_index - 1, 1.0)
@@ -66,6 +156,15 @@ class DAS(Method):
         ``gamma``; None compresses DAS's 0.008 over 100 steps to the task's T.
     ess_threshold : float, default=0.5
         Resample when ``ESS < ess_threshold * N``.
+    resampling : {"ssp", "systematic"}, default="ssp"
+        Resampling scheme; SSP is the authors' (:func:`ssp_counts`).
+    carry_twists : bool, default=True
+        Resampling moves each particle's twist and reward gradient with its
+        latent, as sequential Monte Carlo requires. False reproduces the
+        authors' released code, which leaves both in the old slots: a copy is
+        then pushed by another particle's gradient, and its next weight
+        divides by another particle's twist (see
+        ``docs/concepts/baselines.md``).
 
     """
 
@@ -75,6 +174,8 @@ class DAS(Method):
     kl_coeff: float = 0.01
     tempering_rate: float | None = None
     ess_threshold: float = 0.5
+    resampling: str = "ssp"
+    carry_twists: bool = True
 
     def _look_ahead(
         self, task: Task, prepared: Prepared, latents: Tensor, step_index: int
@@ -87,13 +188,19 @@ class DAS(Method):
             x0 = tweedie_x0(x_t, eps, coefficients.signal, coefficients.noise)
             rewards = task.reward(prepared.adapter.decode(x0), [task.prompt])
             (gradient,) = torch.autograd.grad(rewards.sum() / self.kl_coeff, x_t)
-        return eps.detach(), rewards.detach(), torch.nan_to_num(gradient)
+        return eps.detach(), torch.nan_to_num(rewards.detach()), torch.nan_to_num(gradient)
 
     def run(self, task: Task) -> MethodOutput:
         """Run the particle system through every step; keep the argmax-weight particle."""
+        if self.resampling not in RESAMPLING_SCHEMES:
+            raise ValueError(
+                f"unknown resampling scheme {self.resampling!r}; use one of {RESAMPLING_SCHEMES}"
+            )
         prepared = prepare(task)
         adapter = prepared.adapter
-        rate = self.tempering_rate or compressed_rate(len(prepared.timesteps))
+        rate = self.tempering_rate
+        if rate is None:
+            rate = compressed_rate(len(prepared.timesteps))
         generator = task.generator()
         n = self.num_particles
         latents = adapter.prepare_latents(n, prepared.height, prepared.width, generator)
@@ -108,9 +215,11 @@ class DAS(Method):
                 # Weight of the move into x_t (its twist is known only now).
                 log_w = log_w + log_p_over_q + log_twist - log_twist_prev
                 if effective_sample_size(log_w) < self.ess_threshold * n:
-                    index = systematic_resample(torch.softmax(log_w, 0), generator)
-                    latents, eps, gradient = latents[index], eps[index], gradient[index]
-                    log_twist, log_w = log_twist[index], torch.zeros_like(log_w)
+                    index = resample(torch.softmax(log_w, 0), self.resampling, generator)
+                    latents, eps = latents[index], eps[index]
+                    if self.carry_twists:
+                        gradient, log_twist = gradient[index], log_twist[index]
+                    log_w = torch.zeros_like(log_w)
                     resamplings += 1
                 # Twisted proposal around the sampler's own transition.
                 mean = transition_mean(latents, eps, coefficients)
@@ -125,7 +234,11 @@ class DAS(Method):
                 final = task.reward(images, [task.prompt]) / self.kl_coeff
         log_w = log_w + log_p_over_q + final - log_twist_prev
         best = int(torch.argmax(log_w))
-        info = {"resamplings": resamplings, "final_ess": effective_sample_size(log_w)}
+        info = {
+            "resamplings": resamplings,
+            "final_ess": effective_sample_size(log_w),
+            "final_weights": torch.softmax(log_w, 0).tolist(),
+        }
         return MethodOutput(images[best : best + 1], info)
 
 
