@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from copy import deepcopy
+
 import pytest
 import torch
 
@@ -31,6 +33,21 @@ def _reference_hps(model, pil_images, prompt):
             text_features = model.encode_text(text, normalize=True)
             scores.append(torch.diagonal(image_features @ text_features.T)[0])
     return torch.stack(scores)
+
+
+def _half_rounded(model):
+    """A copy with every weight rounded to fp16, as ``hps_checkpoint`` stores them."""
+    copy = deepcopy(model)
+    with torch.no_grad():
+        for tensor in list(copy.parameters()) + list(copy.buffers()):
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+    return copy
+
+
+def _reference_hps_per_image(model, pil_images, prompts):
+    pairs = zip(pil_images, prompts, strict=True)
+    return torch.cat([_reference_hps(model, [image], prompt) for image, prompt in pairs])
 
 
 def test_hps_matches_open_clip_reference(tiny_open_clip, open_clip_arch, images, to_pil):
@@ -63,22 +80,29 @@ def test_hps_checkpoint_loads_through_the_real_path(hps_checkpoint, tiny_open_cl
     torch.testing.assert_close(reward(images, PROMPTS), half_ref(images, PROMPTS))
 
 
-def test_hps_versions_resolve_their_own_files_by_name(use_weights_dir, open_clip_arch, images):
+def test_hps_versions_resolve_their_own_files_by_name(
+    use_weights_dir, open_clip_arch, images, tiny_open_clip, to_pil
+):
     assert HPS_FILES == {"v2.0": "HPS_v2_compressed.pt", "v2.1": "HPS_v2.1_compressed.pt"}
     v20 = get_reward("hpsv2", arch=open_clip_arch)
     v21 = get_reward("hpsv2.1", arch=open_clip_arch)
     assert (v20.version, v21.version) == ("v2.0", "v2.1")
-    assert torch.isfinite(v21(images, PROMPTS)).all()
+    ref = _reference_hps_per_image(_half_rounded(tiny_open_clip), to_pil(images), PROMPTS)
+    torch.testing.assert_close(v21(images, PROMPTS), ref, rtol=0, atol=ATOL)
+    torch.testing.assert_close(v20(images, PROMPTS), ref, rtol=0, atol=ATOL)
     assert hpsv2_available("v2.1")[1].endswith("xswu/HPSv2/HPS_v2.1_compressed.pt")
     with pytest.raises(ValueError, match="unknown HPS version"):
         HPSv2(version="v3")
 
 
-def test_hps_loads_from_the_hub_cache(hps_checkpoint, hub_cache, open_clip_arch, images):
+def test_hps_loads_from_the_hub_cache(
+    hps_checkpoint, hub_cache, open_clip_arch, images, tiny_open_clip, to_pil
+):
     assert not hpsv2_available("v2.0")[0]
     hub_cache("xswu/HPSv2", {"HPS_v2_compressed.pt": hps_checkpoint})
     assert hpsv2_available("v2.0")[0]
-    assert torch.isfinite(HPSv2(arch=open_clip_arch)(images, PROMPTS)).all()
+    ref = _reference_hps_per_image(_half_rounded(tiny_open_clip), to_pil(images), PROMPTS)
+    torch.testing.assert_close(HPSv2(arch=open_clip_arch)(images, PROMPTS), ref, rtol=0, atol=ATOL)
 
 
 def test_hps_missing_and_wrong_checkpoints(tmp_path, aesthetic_head, open_clip_arch):

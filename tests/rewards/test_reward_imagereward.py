@@ -143,21 +143,32 @@ def test_vision_config_is_read_off_the_checkpoint(tiny_imagereward):
     assert (default.hidden_size, default.vocab_size, default.num_hidden_layers) == (768, 30524, 12)
 
 
-def test_imagereward_by_name_from_the_real_files(use_weights_dir, tiny_imagereward, images):
+def _reference_per_image(model, tokenizer, images, to_pil):
+    pil = to_pil(images)
+    return torch.cat(
+        [_reference_imagereward(model, tokenizer, p, pil[i : i + 1]) for i, p in enumerate(PROMPTS)]
+    )
+
+
+def test_imagereward_by_name_from_the_real_files(use_weights_dir, tiny_imagereward, images,
+                                                 bert_tokenizer, to_pil):
     assert imagereward_available()[0]
     reward = get_reward("imagereward")
     assert isinstance(reward, ImageReward)
     for key, value in tiny_imagereward.state_dict().items():
         torch.testing.assert_close(reward.model.state_dict()[key], value)
-    assert torch.isfinite(reward(images, PROMPTS)).all()
+    ref = _reference_per_image(tiny_imagereward, bert_tokenizer, images, to_pil)
+    torch.testing.assert_close(reward(images, PROMPTS), ref, rtol=0, atol=ATOL)
 
 
-def test_imagereward_loads_from_the_hub_cache(weights_dir, hub_cache, images):
+def test_imagereward_loads_from_the_hub_cache(weights_dir, hub_cache, images, tiny_imagereward,
+                                              bert_tokenizer, to_pil):
     files = weights_dir / "THUDM" / "ImageReward"
     hub_cache("THUDM/ImageReward", {p.name: p for p in files.iterdir()})
     hub_cache("google-bert/bert-base-uncased",
               {p.name: p for p in (weights_dir / "bert-base-uncased").iterdir()})
-    assert torch.isfinite(ImageReward()(images, PROMPTS)).all()
+    ref = _reference_per_image(tiny_imagereward, bert_tokenizer, images, to_pil)
+    torch.testing.assert_close(ImageReward()(images, PROMPTS), ref, rtol=0, atol=ATOL)
 
 
 def test_imagereward_missing_and_wrong_files(tmp_path, hps_checkpoint, bert_tokenizer,

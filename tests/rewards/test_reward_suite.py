@@ -124,26 +124,35 @@ def test_weighted_combination_of_learned_rewards_and_callables(build, images):
     assert isinstance(brightness, CallableReward) and not brightness.is_differentiable
     mixed = WeightedReward([(pick, 1.0), (brightness, 2.0), (get_reward("jpeg"), 0.5)])
     assert not mixed.is_differentiable
-    assert torch.isfinite(mixed(images, PROMPTS)).all()
+    kilobytes = torch.tensor(_jpeg_kilobytes(images))
+    expected = pick(images, PROMPTS) + 2.0 * images.mean(dim=(1, 2, 3)) - 0.5 * kilobytes
+    torch.testing.assert_close(mixed(images, PROMPTS), expected)
 
 
-def test_weighted_names_resolve_learned_rewards(use_weights_dir, open_clip_arch, images):
+def test_weighted_names_resolve_learned_rewards(use_weights_dir, open_clip_arch, images, build):
     combo = get_reward("pickscore:0.5,aesthetic:0.5")
     assert isinstance(combo, WeightedReward) and combo.weights == [0.5, 0.5]
-    assert torch.isfinite(combo(images, PROMPTS)).all()
+    expected = 0.5 * build("pickscore")(images, PROMPTS) + 0.5 * build("aesthetic")(images)
+    torch.testing.assert_close(combo(images, PROMPTS), expected)
 
 
 # ---------------------------------------------------------------- JPEG compressibility
+def _jpeg_kilobytes(images):
+    """PIL's JPEG size at quality 95 of each uint8-quantised image, in kB (1000 bytes)."""
+    sizes = []
+    for image in images:
+        array = (image.detach().permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="JPEG", quality=95)
+        sizes.append(len(buffer.getvalue()) / 1000)
+    return sizes
+
+
 def test_jpeg_is_minus_kilobytes_at_quality_95_and_not_differentiable(images):
     reward = get_reward("jpeg")
     assert isinstance(reward, JpegCompressibility)
     assert reward.quality == 95 and reward.is_differentiable is False
-    expected = []
-    for image in images:
-        array = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(array).save(buffer, format="JPEG", quality=95)
-        expected.append(-len(buffer.getvalue()) / 1000)
+    expected = [-kb for kb in _jpeg_kilobytes(images)]
     scores = reward(images.requires_grad_())
     torch.testing.assert_close(scores, torch.tensor(expected))
     assert not scores.requires_grad
