@@ -131,9 +131,7 @@ def sample_captions(
     ]
 
 
-def sample_geometry(
-    captions: list[PromptParts], rng: np.random.Generator
-) -> dict[str, np.ndarray]:
+def sample_geometry(captions: list[PromptParts], rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Draw size and centre for each caption, as the caption's words say.
 
     Returns

@@ -4,10 +4,14 @@
     python -m nulltta.shapes.evaluate --model DIR --n 200 --grid grid.png
 
 Samples with diffusers' own ``StableDiffusionPipeline`` (DDIM, eta = 1, i.e.
-ancestral), then reports prompt fidelity (all of shape, colour and background
-right, by the ShapesBench classifier), both preference models, the manifold
-score and the Frechet distance to clean images, with the clean-vs-clean FD of
-a same-size set as the floor.
+ancestral), then reports, on ``--n`` three-attribute prompt/seed pairs,
+prompt fidelity (all of shape, colour and background right, by the
+ShapesBench classifier), the gold reward, both proxy preferences, the
+manifold score and the Frechet distance to clean images (with the
+clean-vs-clean FD of a same-size set as the floor); and, on ``--n-captions``
+captions that carry a size word and a position phrase, how often each word
+is obeyed, judged by the gold reward's segmentation
+(:mod:`nulltta.shapes.obedience`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from PIL import Image
 from torch import Tensor
 
 from ..config import AlignmentConfig
+from .gold import gold_score
 from .model import ALIGNMENT_DEFAULTS
+from .obedience import obedience
 from .rewards import (
     ShapesFD,
     ShapesManifold,
@@ -32,13 +38,22 @@ from .rewards import (
     ShapesPreferenceHeldout,
     fidelity_accuracy,
 )
-from .world import all_prompts, sample_batch
+from .world import (
+    POSITION_PHRASES,
+    SIZE_WORDS,
+    all_prompts,
+    make_caption,
+    parse_prompt,
+    sample_batch,
+)
 
 __all__ = [
     "DEFAULT_CFG",
     "DEFAULT_STEPS",
     "benchmark_prompts",
+    "caption_prompts",
     "evaluate",
+    "evaluate_obedience",
     "main",
     "sample",
     "save_grid",
@@ -55,6 +70,22 @@ def benchmark_prompts(n: int, seed: int = 0) -> tuple[list[str], list[int]]:
     order = np.random.default_rng(seed).permutation(len(all_prompts()))
     prompts = [all_prompts()[order[i % len(order)]] for i in range(n)]
     return prompts, list(range(n))
+
+
+def caption_prompts(n: int, seed: int = 1) -> tuple[list[str], list[int]]:
+    """``n`` captions with both a size word and a position phrase, and seeds ``10000 + i``.
+
+    The ten size-position combinations cycle (so 200 captions carry each size
+    word 100 times and each position phrase 40 times); the three attributes
+    cycle through every prompt of the world in a shuffled order.
+    """
+    prompts, _ = benchmark_prompts(n, seed)
+    captions = []
+    for i, prompt in enumerate(prompts):
+        size = SIZE_WORDS[i % len(SIZE_WORDS)]
+        position = POSITION_PHRASES[(i // len(SIZE_WORDS)) % len(POSITION_PHRASES)]
+        captions.append(make_caption(*parse_prompt(prompt), size=size, position=position))
+    return captions, [10_000 + i for i in range(n)]
 
 
 @torch.no_grad()
@@ -111,7 +142,7 @@ def evaluate(images: Tensor, prompts: list[str]) -> dict[str, float]:
     Returns
     -------
     dict
-        ``fidelity`` (fraction with all three attributes right),
+        ``fidelity`` (fraction with all three attributes right), ``gold``,
         ``preference`` and ``preference_heldout`` means, ``manifold`` mean,
         ``fd`` and ``fd_clean_floor`` (clean images of the same count).
     """
@@ -122,15 +153,47 @@ def evaluate(images: Tensor, prompts: list[str]) -> dict[str, float]:
     return {
         "n": len(images),
         "fidelity": float(fidelity_accuracy(images, prompts).mean()),
-        "preference": float(ShapesPreference()(images).mean()),
-        "preference_heldout": float(ShapesPreferenceHeldout()(images).mean()),
+        "gold": float(gold_score(images, prompts).mean()),
+        "preference": float(ShapesPreference()(images, prompts).mean()),
+        "preference_heldout": float(ShapesPreferenceHeldout()(images, prompts).mean()),
         "manifold": float(ShapesManifold()(images).mean()),
         "fd": float(fd.compute()),
         "fd_clean_floor": float(floor.compute()),
     }
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
+@torch.no_grad()
+def evaluate_obedience(images: Tensor, captions: list[str]) -> dict:
+    """How often the captions' size words and position phrases are obeyed.
+
+    Returns
+    -------
+    dict
+        ``per_word``: ``{word: {"obeyed", "n", "rate"}}``; ``words_obeyed``:
+        the fraction of all word judgments obeyed; ``captions_all_obeyed``: the
+        fraction of captions whose every word is obeyed; ``fidelity``: the
+        three attributes' fidelity on these samples.
+    """
+    judged = obedience(images, captions)
+    per_word: dict[str, dict[str, float]] = {}
+    for row in judged:
+        for word, ok in row.items():
+            entry = per_word.setdefault(word, {"obeyed": 0, "n": 0})
+            entry["obeyed"] += int(ok)
+            entry["n"] += 1
+    for entry in per_word.values():
+        entry["rate"] = entry["obeyed"] / entry["n"]
+    total = sum(e["n"] for e in per_word.values())
+    return {
+        "n": len(captions),
+        "per_word": dict(sorted(per_word.items())),
+        "words_obeyed": sum(e["obeyed"] for e in per_word.values()) / max(1, total),
+        "captions_all_obeyed": sum(all(r.values()) for r in judged) / max(1, len(judged)),
+        "fidelity": float(fidelity_accuracy(images, captions).mean()),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
     """Command-line entry point; prints and returns the metrics."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -139,9 +202,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "--model", type=Path, default=None, help="pipeline folder (default: embedded)"
     )
     parser.add_argument("--n", type=int, default=200, help="prompt/seed pairs")
+    parser.add_argument(
+        "--n-captions", type=int, default=200, help="captions with size/position words (0: skip)"
+    )
     parser.add_argument("--cfg", type=float, default=DEFAULT_CFG)
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--grid", type=Path, default=Path("shapes_samples.png"))
+    parser.add_argument(
+        "--caption-grid", type=Path, default=None, help="also save 40 captioned samples here"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the metrics here")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -162,9 +231,22 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     prompts, seeds = benchmark_prompts(args.n)
     start = time.time()
     images = sample(pipe, prompts, seeds, args.cfg, args.steps)
-    metrics = {"cfg": args.cfg, "steps": args.steps, "sample_seconds": time.time() - start}
+    metrics: dict = {
+        "cfg": args.cfg,
+        "steps": args.steps,
+        "threads": args.threads,
+        "sample_seconds": time.time() - start,
+    }
     metrics.update(evaluate(images, prompts))
     save_grid(images[:64], args.grid)
+    if args.n_captions > 0:
+        captions, caption_seeds = caption_prompts(args.n_captions)
+        start = time.time()
+        captioned = sample(pipe, captions, caption_seeds, args.cfg, args.steps)
+        metrics["obedience"] = evaluate_obedience(captioned, captions)
+        metrics["obedience"]["sample_seconds"] = time.time() - start
+        if args.caption_grid is not None:
+            save_grid(captioned[:40], args.caption_grid, columns=10)
     print(json.dumps(metrics, indent=2))
     print(f"sample grid: {args.grid} (rows of 8; prompts in benchmark_prompts order)")
     if args.json is not None:

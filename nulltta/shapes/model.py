@@ -52,12 +52,14 @@ def load_embedded_pipeline(
     device : str or torch.device, default="cpu"
         Where to put the components.
     dtype : torch.dtype, default=torch.float32
-        Dtype of every component (weights are stored in fp16/fp32).
+        Dtype of every component (weights are stored in fp32).
 
     Returns
     -------
     StableDiffusionPipeline
-        32x32 images; prompts as in :func:`nulltta.shapes.world.make_prompt`.
+        32x32 images; prompts as in :func:`nulltta.shapes.world.make_prompt`,
+        captions with size and position words as in
+        :func:`nulltta.shapes.world.make_caption`.
     """
     pipe = StableDiffusionPipeline.from_pretrained(
         embedded_model_path(),

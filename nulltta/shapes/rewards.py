@@ -1,13 +1,15 @@
-"""ShapesBench rewards: fidelity, two learned preference models, and a manifold score.
+"""ShapesBench rewards: fidelity, two learned proxy preferences, gold, and a manifold score.
 
 Registered by name when :mod:`nulltta.rewards` is imported:
 
 - ``"shapes-fidelity"``: probability that the image shows the prompt's shape,
   colour and background (prompt-dependent);
-- ``"shapes-preference"``: the target learned preference model;
-- ``"shapes-preference-heldout"``: an independently trained model of the same
-  hidden preference, for held-out evaluation (as HPSv2 and PickScore do for
-  each other);
+- ``"shapes-preference"``: the target proxy, prompt-conditioned, trained on
+  pairwise choices labelled by the gold reward (a PickScore analogue);
+- ``"shapes-preference-heldout"``: another architecture on other pairs, for
+  held-out evaluation (as HPSv2 and PickScore do for each other);
+- ``"shapes-gold"``: the true preference measured from pixels
+  (:mod:`nulltta.shapes.gold`), for evaluation only;
 - ``"shapes-manifold"``: minus the per-image Mahalanobis distance of the
   classifier's features from clean data (low for off-manifold, hacked images).
 
@@ -26,6 +28,7 @@ from torchmetrics import Metric
 from nulltta.rewards.base import Reward, check_images
 from nulltta.rewards.registry import register_reward
 
+from . import gold as _gold  # noqa: F401  (registers shapes-gold)
 from .scorers import (
     FEATURE_DIM,
     frechet_distance,
@@ -113,12 +116,15 @@ class ShapesFidelity(Reward):
 
 
 class ShapesPreference(Reward):
-    """Learned model of the hidden ShapesBench preference (the alignment target).
+    """The target proxy of the gold ShapesBench preference (the alignment target).
 
-    Scores are on the scale of :func:`nulltta.shapes.world.preference_score`
-    (about 0 to 1): larger, more centred, higher-contrast shapes score higher.
+    Prompt-conditioned (:class:`~nulltta.shapes.preference.TwoTowerPreference`),
+    trained with a Bradley-Terry loss on 20,000 simulated choices labelled by
+    the gold reward and mapped to gold's ``[0, 1]`` scale by an affine fit.
+    Differentiable.
     """
 
+    requires_prompts = True
     _weights = "preference"
 
     def __init__(self, folder: str | Path | None = None, **kwargs: Any) -> None:
@@ -127,12 +133,16 @@ class ShapesPreference(Reward):
         self.net = load_scorer(self._weights, folder)
 
     def score(self, images: Tensor, prompts: list[str] | None) -> Tensor:
-        """Predicted preference, ``(B,)``."""
-        return self.net(images)
+        """Calibrated proxy score of each image for its prompt, ``(B,)``."""
+        assert prompts is not None
+        return self.net(images, prompt_labels(prompts, images.device))
 
 
 class ShapesPreferenceHeldout(ShapesPreference):
-    """Independently trained preference model (other architecture and seed), for evaluation."""
+    """The held-out proxy (:class:`~nulltta.shapes.preference.CoordConvPreference`).
+
+    Other architecture, other pairs (30,000, data seed 12) and training seed.
+    """
 
     _weights = "preference_heldout"
 
@@ -218,13 +228,13 @@ register_reward(
 )(ShapesFidelity)
 register_reward(
     "shapes-preference",
-    "ShapesBench: learned preference model (target), larger/centred/high-contrast shapes",
+    "ShapesBench: target proxy of the gold preference (prompt-conditioned, pairwise-trained)",
     needs="shipped ShapesBench scorer weights",
     is_available=lambda: _available("preference"),
 )(ShapesPreference)
 register_reward(
     "shapes-preference-heldout",
-    "ShapesBench: independently trained preference model (held-out evaluation)",
+    "ShapesBench: held-out proxy of the gold preference (other architecture and pairs)",
     needs="shipped ShapesBench scorer weights",
     is_available=lambda: _available("preference_heldout"),
 )(ShapesPreferenceHeldout)

@@ -1,9 +1,11 @@
-"""ShapesBench scorers: prompt-fidelity classifier, preference models, Frechet distance.
+"""ShapesBench scorers: the prompt-fidelity classifier, loading, Frechet distance.
 
-All three networks are small CNNs trained on the world's clean images
-(:mod:`nulltta.shapes.train_scorers`); their weights ship in
-``nulltta/assets/shapes-scorers``. Inputs are ``(B, 3, H, W)`` images in
-``[0, 1]``; other sizes are resized to 32x32 with differentiable torch ops.
+The classifier is a small CNN trained on the world's clean images; the two
+proxy preference networks (:mod:`nulltta.shapes.preference`) are trained on
+pairwise choices (:mod:`nulltta.shapes.train_scorers` trains them all). Their
+weights ship in ``nulltta/assets/shapes-scorers``. Inputs are ``(B, 3, H, W)``
+images in ``[0, 1]``; other sizes are resized to 32x32 with differentiable
+torch ops.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ from .world import BACKGROUNDS, COLORS, IMAGE_SIZE, SHAPES, parse_prompt
 
 __all__ = [
     "FEATURE_DIM",
-    "PreferenceNet",
-    "PreferenceNetCoord",
+    "SCORERS",
     "ShapeClassifier",
     "frechet_distance",
     "gaussian_stats",
@@ -80,55 +81,19 @@ class ShapeClassifier(nn.Module):
         return self.shape_head(feats), self.color_head(feats), self.background_head(feats)
 
 
-class PreferenceNet(nn.Module):
-    """Preference regressor A (the target reward): strided CNN with a flattened MLP head."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.trunk = nn.Sequential(_block(3, 32, 2), _block(32, 64, 2), _block(64, 64, 2))
-        self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(64 * 16, 128), nn.SiLU(), nn.Linear(128, 1)
-        )
-
-    def forward(self, images: Tensor) -> Tensor:
-        """``(B,)`` predicted preference of images in [0, 1]."""
-        return self.head(self.trunk(to_model_input(images))).squeeze(1)
+#: Scorer names accepted by :func:`load_scorer`.
+SCORERS: tuple[str, ...] = ("classifier", "preference", "preference_heldout")
 
 
-class PreferenceNetCoord(nn.Module):
-    """Preference regressor B (held out): CoordConv input, wider kernels, attention pooling."""
+def _build(name: str) -> nn.Module:
+    from .preference import CoordConvPreference, TwoTowerPreference
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(5, 32, 5, 1, 2), nn.GroupNorm(8, 32), nn.GELU())
-        self.trunk = nn.Sequential(
-            nn.Conv2d(32, 64, 4, 2, 1),
-            nn.GroupNorm(8, 64),
-            nn.GELU(),
-            nn.Conv2d(64, 64, 4, 2, 1),
-            nn.GroupNorm(8, 64),
-            nn.GELU(),
-        )
-        self.attn = nn.Conv2d(64, 1, 1)
-        self.head = nn.Sequential(nn.Linear(64 + 8 * 8, 96), nn.GELU(), nn.Linear(96, 1))
-
-    def forward(self, images: Tensor) -> Tensor:
-        """``(B,)`` predicted preference of images in [0, 1]."""
-        x = to_model_input(images)
-        b = x.shape[0]
-        ramp = torch.linspace(-1, 1, IMAGE_SIZE, device=x.device, dtype=x.dtype)
-        coords = torch.stack(torch.meshgrid(ramp, ramp, indexing="ij")).expand(b, 2, -1, -1)
-        h = self.trunk(self.stem(torch.cat([x, coords], 1)))  # (B, 64, 8, 8)
-        weights = self.attn(h).flatten(1).softmax(1)  # where the model looks, (B, 64)
-        pooled = torch.einsum("bcn,bn->bc", h.flatten(2), weights)
-        return self.head(torch.cat([pooled, weights * 64], 1)).squeeze(1)
-
-
-_ARCHS: dict[str, type[nn.Module]] = {
-    "classifier": ShapeClassifier,
-    "preference": PreferenceNet,
-    "preference_heldout": PreferenceNetCoord,
-}
+    archs: dict[str, type[nn.Module]] = {
+        "classifier": ShapeClassifier,
+        "preference": TwoTowerPreference,
+        "preference_heldout": CoordConvPreference,
+    }
+    return archs[name]()
 
 
 def scorer_path(name: str, folder: str | Path | None = None) -> Path:
@@ -138,7 +103,7 @@ def scorer_path(name: str, folder: str | Path | None = None) -> Path:
 
 @lru_cache(maxsize=8)
 def _load_cached(name: str, folder: str) -> nn.Module:
-    model = _ARCHS[name]()
+    model = _build(name)
     model.load_state_dict(load_file(scorer_path(name, folder)))
     return model.eval().requires_grad_(False)
 
@@ -158,8 +123,8 @@ def load_scorer(name: str, folder: str | Path | None = None) -> nn.Module:
     FileNotFoundError
         When the weights are missing; the message says how to train them.
     """
-    if name not in _ARCHS:
-        raise ValueError(f"unknown scorer {name!r}; choose one of {sorted(_ARCHS)}")
+    if name not in SCORERS:
+        raise ValueError(f"unknown scorer {name!r}; choose one of {list(SCORERS)}")
     path = scorer_path(name, folder)
     if not path.is_file():
         raise FileNotFoundError(

@@ -1,17 +1,26 @@
-"""Train the ShapesBench scorers on clean world images (a few minutes on 2 CPU cores).
+"""Train the ShapesBench scorers: the two proxy preference rewards and (optionally) the classifier.
 
-    python -m nulltta.shapes.train_scorers --out nulltta/assets/shapes-scorers
+    python -m nulltta.shapes.train_scorers                 # the two proxies
+    python -m nulltta.shapes.train_scorers --classifier    # also the classifier
 
-Writes ``classifier``, ``preference``, ``preference_heldout`` and
-``reference_stats`` safetensors plus ``metrics.json``. Light augmentation
-(pixel noise, small colour shifts, slight blur) keeps the scorers calibrated
-on images decoded by a diffusion model, which are never pixel-perfect.
+Writes ``preference`` and ``preference_heldout`` (and with ``--classifier``
+also ``classifier`` and ``reference_stats``) safetensors into ``--out``, plus
+``metrics.json``. The proxies are trained with a Bradley-Terry loss on fixed
+sets of simulated pairwise choices labelled by the gold reward
+(:mod:`nulltta.shapes.train_preference`): 20,000 pairs (data seed 11,
+training seed 21) for the target and 30,000 (data seed 12, training seed 22)
+for the held-out proxy; both are scored on 5,000 fresh pairs (data seed 13)
+with noise-free labels. Light augmentation (pixel noise, small colour shifts,
+slight blur) keeps every scorer calibrated on images decoded by a diffusion
+model, which are never pixel-perfect. The gold reward reads the classifier,
+so the proxies are trained after it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -21,17 +30,29 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from .scorers import (
-    PreferenceNet,
-    PreferenceNetCoord,
-    ShapeClassifier,
-    _load_cached,
-    gaussian_stats,
-    load_scorer,
-)
+from .gold import gold_from_geometry, gold_score
+from .preference import CalibratedPreference, CoordConvPreference, TwoTowerPreference
+from .scorers import ShapeClassifier, _load_cached, gaussian_stats, load_scorer, prompt_labels
+from .train_preference import calibrate, make_pairs, pairwise_accuracy, train_bradley_terry
 from .world import sample_batch
 
-__all__ = ["augment", "evaluate_scorers", "main", "train_classifier", "train_preference"]
+__all__ = [
+    "PROXIES",
+    "augment",
+    "evaluate_classifier",
+    "evaluate_proxies",
+    "main",
+    "train_classifier",
+    "train_proxy",
+]
+
+#: ``name: (network class, pairs, data seed, training seed)`` as the design fixes them.
+PROXIES: dict[str, tuple[type[CalibratedPreference], int, int, int]] = {
+    "preference": (TwoTowerPreference, 20_000, 11, 21),
+    "preference_heldout": (CoordConvPreference, 30_000, 12, 22),
+}
+#: Data seed and size of the held-out evaluation pairs (noise-free labels).
+EVAL_PAIRS = (5_000, 13)
 
 
 def augment(images: Tensor, generator: torch.Generator) -> Tensor:
@@ -96,18 +117,34 @@ def train_classifier(steps: int, batch_size: int, seed: int, lr: float = 3e-3) -
     return model.eval()
 
 
-def train_preference(
-    model: nn.Module, steps: int, batch_size: int, seed: int, lr: float = 2e-3
-) -> nn.Module:
-    """Fit a preference regressor to the ground truth with mean squared error."""
-    torch.manual_seed(seed)
+def train_proxy(name: str, epochs: int, batch_size: int = 128) -> tuple[nn.Module, dict]:
+    """Train one proxy on its fixed pairs (see :data:`PROXIES`) and calibrate it to gold.
 
-    def losses():
-        for step, batch, images in _batches(steps, batch_size, seed):
-            yield step, F.mse_loss(model(images), batch.preference())
-
-    _optimise(model, steps, lr, losses(), type(model).__name__)
-    return model.eval()
+    Returns
+    -------
+    model, dict
+        The calibrated network and its training numbers (pairs, seeds,
+        calibration, accuracy on its own noisy training labels, seconds).
+    """
+    arch, n_pairs, data_seed, train_seed = PROXIES[name]
+    start = time.time()
+    pairs = make_pairs(n_pairs, data_seed)
+    data_seconds = time.time() - start
+    torch.manual_seed(train_seed)
+    model = arch()
+    train_bradley_terry(model, pairs, epochs, batch_size, train_seed, augment=augment)
+    info = {
+        "pairs": n_pairs,
+        "data_seed": data_seed,
+        "training_seed": train_seed,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "pairs_seconds": data_seconds,
+        "train_accuracy_noisy_labels": pairwise_accuracy(model, pairs),
+        "calibration": calibrate(model, pairs),
+    }
+    info["seconds"] = time.time() - start
+    return model, info
 
 
 def _spearman(a: Tensor, b: Tensor) -> float:
@@ -117,36 +154,52 @@ def _spearman(a: Tensor, b: Tensor) -> float:
 
 
 @torch.no_grad()
-def evaluate_scorers(
-    classifier: nn.Module, preference: nn.Module, heldout: nn.Module, n: int = 2000, seed: int = 999
-) -> dict[str, float]:
-    """Accuracy and correlations on fresh clean images (no augmentation).
-
-    Returns
-    -------
-    dict
-        ``classifier_all3_acc`` (all three heads right), per-head accuracies,
-        Spearman and Pearson correlations of each preference model with the
-        ground truth and with each other.
-    """
+def evaluate_classifier(classifier: nn.Module, n: int = 2000, seed: int = 999) -> dict[str, float]:
+    """Per-head and all-three accuracy on ``n`` fresh clean images (no augmentation)."""
     batch = sample_batch(n, seed)
     s, c, b = classifier(batch.images)
     right = torch.stack(
         [s.argmax(1) == batch.shape, c.argmax(1) == batch.color, b.argmax(1) == batch.background]
     )
-    truth = batch.preference()
-    pa, pb = preference(batch.images), heldout(batch.images)
     return {
         "classifier_all3_acc": float(right.all(0).float().mean()),
         "shape_acc": float(right[0].float().mean()),
         "color_acc": float(right[1].float().mean()),
         "background_acc": float(right[2].float().mean()),
-        "preference_spearman": _spearman(pa, truth),
-        "preference_pearson": float(torch.corrcoef(torch.stack([pa, truth]))[0, 1]),
-        "heldout_spearman": _spearman(pb, truth),
-        "heldout_pearson": float(torch.corrcoef(torch.stack([pb, truth]))[0, 1]),
-        "preference_vs_heldout_spearman": _spearman(pa, pb),
     }
+
+
+@torch.no_grad()
+def evaluate_proxies(models: dict[str, nn.Module], n: int = 2000, seed: int = 999) -> dict:
+    """Held-out pairwise accuracy, and agreement with gold on fresh clean images.
+
+    Returns
+    -------
+    dict
+        ``pairwise_accuracy`` per proxy on :data:`EVAL_PAIRS` (noise-free
+        labels); on ``n`` fresh images with their own prompts, the Spearman
+        correlation of each proxy with gold and the mean absolute error of its
+        calibrated score; ``gold_validation_spearman``: gold from pixels
+        against the gold formula on the generator's true geometry.
+    """
+    eval_pairs = make_pairs(*EVAL_PAIRS, noisy=False)
+    batch = sample_batch(n, seed)
+    gold = gold_score(batch.images, batch.prompts)
+    labels = prompt_labels(batch.prompts)
+    out: dict = {
+        "eval_pairs": {"pairs": EVAL_PAIRS[0], "data_seed": EVAL_PAIRS[1], "labels": "noise-free"},
+        "gold_validation_spearman": _spearman(
+            gold, gold_from_geometry(batch.size, batch.cx, batch.cy)
+        ),
+    }
+    for name, model in models.items():
+        scores = model(batch.images, labels)
+        out[name] = {
+            "pairwise_accuracy": pairwise_accuracy(model, eval_pairs),
+            "spearman_with_gold_clean": _spearman(scores, gold),
+            "mae_to_gold_clean": float((scores - gold).abs().mean()),
+        }
+    return out
 
 
 @torch.no_grad()
@@ -163,7 +216,7 @@ def _save(model: nn.Module, path: Path) -> None:
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, path)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict:
     """Command-line entry point; see ``--help``."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -173,52 +226,50 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         default=Path(__file__).resolve().parent.parent / "assets" / "shapes-scorers",
     )
-    parser.add_argument("--classifier-steps", type=int, default=1200)
-    parser.add_argument("--preference-steps", type=int, default=500)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
-        "--only",
-        choices=["classifier", "preference", "preference_heldout"],
-        nargs="+",
-        default=None,
-        help="train only these networks (the others must exist for the metrics)",
+        "--classifier",
+        action="store_true",
+        help="also retrain the classifier and its reference statistics (before the proxies)",
     )
+    parser.add_argument("--classifier-steps", type=int, default=1200)
+    parser.add_argument("--batch-size", type=int, default=64, help="classifier batch size")
+    parser.add_argument("--epochs", type=int, default=12, help="target proxy epochs")
+    parser.add_argument("--heldout-epochs", type=int, default=8, help="held-out proxy epochs")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-
-    def want(name: str) -> bool:
-        return args.only is None or name in args.only
-
-    if want("classifier"):
+    load_start = os.getloadavg()
+    metrics: dict = {}
+    if args.classifier:
         classifier = train_classifier(args.classifier_steps, args.batch_size, seed=1)
         _save(classifier, args.out / "classifier.safetensors")
         save_file(
             reference_stats(classifier, 10000, seed=50_000),
             args.out / "reference_stats.safetensors",
         )
-    if want("preference"):
-        _save(
-            train_preference(PreferenceNet(), args.preference_steps, args.batch_size, seed=2),
-            args.out / "preference.safetensors",
-        )
-    if want("preference_heldout"):
-        _save(
-            train_preference(PreferenceNetCoord(), args.preference_steps, args.batch_size, seed=3),
-            args.out / "preference_heldout.safetensors",
-        )
+        metrics["classifier_steps"] = args.classifier_steps
+        _load_cached.cache_clear()
+    metrics["classifier_retrained"] = args.classifier
+    models = {}
+    for name, epochs in (("preference", args.epochs), ("preference_heldout", args.heldout_epochs)):
+        model, info = train_proxy(name, epochs)
+        _save(model, args.out / f"{name}.safetensors")
+        models[name] = model
+        metrics[f"{name}_training"] = info
     _load_cached.cache_clear()  # reload what was just written
-    metrics = evaluate_scorers(
-        *(load_scorer(n, args.out) for n in ("classifier", "preference", "preference_heldout"))
-    )
+    classifier_folder = args.out if args.classifier else None  # the gold reads the shipped one
+    metrics.update(evaluate_classifier(load_scorer("classifier", classifier_folder)))
+    metrics.update(evaluate_proxies({n: load_scorer(n, args.out) for n in PROXIES}))
     metrics["train_seconds"] = time.time() - start
-    metrics["classifier_steps"] = args.classifier_steps
-    metrics["preference_steps"] = args.preference_steps
+    metrics["threads"] = args.threads
+    metrics["load_average_at_start"] = load_start
+    metrics["load_average_at_end"] = os.getloadavg()
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics, indent=2))
+    return metrics
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ __all__ = [
     "ShapeBatch",
     "all_prompts",
     "check_prompt",
+    "coverage_masks",
     "make_caption",
     "make_prompt",
     "parse_caption",
@@ -117,8 +118,18 @@ class ShapeBatch:
     prompts: list[str]
 
 
-def _masks(shape_idx: np.ndarray, size: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
-    """Anti-aliased coverage masks ``(N, 32, 32)`` in [0, 1]."""
+def coverage_masks(
+    shape_idx: np.ndarray, size: np.ndarray, cx: np.ndarray, cy: np.ndarray
+) -> np.ndarray:
+    """Anti-aliased coverage masks ``(N, 32, 32)`` in [0, 1] (the renderer's shapes).
+
+    Parameters
+    ----------
+    shape_idx : ndarray of int
+        ``(N,)`` indices into :data:`SHAPES`.
+    size, cx, cy : ndarray of float
+        ``(N,)`` geometry, fractions of the image side.
+    """
     res = IMAGE_SIZE * SUPERSAMPLE
     grid = (np.arange(res, dtype=np.float32) + 0.5) / res
     x = grid[None, None, :] - cx[:, None, None]
@@ -166,7 +177,7 @@ def render_batch(
     bg = np.array([BACKGROUND_RGB[b] for b in BACKGROUNDS], dtype=np.float32)[
         np.asarray(background)
     ]
-    mask = _masks(
+    mask = coverage_masks(
         np.asarray(shape),
         np.asarray(size, dtype=np.float32),
         np.asarray(cx, dtype=np.float32),

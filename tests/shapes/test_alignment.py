@@ -7,6 +7,7 @@ import torch
 
 from nulltta import NullTextAligner
 from nulltta.loading import embedded_model_available
+from nulltta.shapes.world import PromptError
 
 pytestmark = pytest.mark.skipif(not embedded_model_available(), reason="no embedded model")
 
@@ -41,10 +42,12 @@ def test_default_reward_of_the_embedded_model_is_the_target_preference():
     assert torch.is_tensor(aligner.phi_)
 
 
-def test_prompts_outside_the_vocabulary_warn_with_the_vocabulary():
+def test_prompts_outside_the_vocabulary_raise_with_the_vocabulary():
     aligner = NullTextAligner(num_inference_steps=2, n_min=0, n_max=1, num_candidates=1)
-    with pytest.warns(UserWarning, match="circle"):
+    with pytest.raises(PromptError, match="circle"):
         aligner.fit("a purple hexagon on a white background")
+    # Optional caption words are part of the vocabulary.
+    aligner.fit("a large red circle in the centre on a white background")
 
 
 def test_model_defaults_fill_only_what_the_user_left_none(shared_pipe):

@@ -6,17 +6,23 @@ import time
 import pytest
 import torch
 from diffusers import StableDiffusionPipeline
+from safetensors import safe_open
 
+from nulltta.shapes.evaluate import benchmark_prompts, sample
+from nulltta.shapes.gold import measure
 from nulltta.shapes.model import embedded_model_path, load_embedded_pipeline
-from nulltta.shapes.world import all_prompts
+from nulltta.shapes.world import all_prompts, make_caption, parse_prompt
 
 
-def test_embedded_model_lives_in_the_package() -> None:
+def test_embedded_model_lives_in_the_package_as_fp32_safetensors() -> None:
     path = embedded_model_path()
     assert path.parts[-2:] == ("assets", "shapes-sd")
     weights = list(path.rglob("*.safetensors"))
     assert len(weights) == 3
-    assert sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) < 20e6
+    for file in weights:  # the model card says fp32: check every stored tensor
+        with safe_open(file, "pt") as f:
+            assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F32"}, file
+    assert sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) < 25e6
     assert not list(path.rglob("*.bin"))
 
 
@@ -45,29 +51,56 @@ def test_null_embedding_is_text_encoder_on_empty_prompt(pipe: StableDiffusionPip
     assert (null - cond).abs().max() > 1e-2
 
 
-def test_tokenizer_gives_every_prompt_whole_words(pipe: StableDiffusionPipeline) -> None:
+def test_tokenizer_gives_every_prompt_and_caption_whole_words(
+    pipe: StableDiffusionPipeline,
+) -> None:
     tok = pipe.tokenizer
-    assert tok.model_max_length == pipe.text_encoder.config.max_position_embeddings
-    for prompt in all_prompts():
+    assert tok.model_max_length == pipe.text_encoder.config.max_position_embeddings == 16
+    captions = [make_caption("cross", "cyan", "black", "small", "in the top right")]
+    for prompt in all_prompts() + captions:
         tokens = tok.convert_ids_to_tokens(tok(prompt).input_ids)[1:-1]
         assert [t.removesuffix("</w>") for t in tokens] == prompt.split()
 
 
-def test_same_seed_same_image(pipe: StableDiffusionPipeline) -> None:
-    kwargs = {"num_inference_steps": 4, "guidance_scale": 5.0, "output_type": "pt"}
-    a = pipe(
-        "a red circle on a white background", generator=torch.Generator().manual_seed(1), **kwargs
-    ).images
-    b = pipe(
-        "a red circle on a white background", generator=torch.Generator().manual_seed(1), **kwargs
-    ).images
-    assert a.shape == (1, 3, 32, 32)
-    torch.testing.assert_close(a, b)
+def test_sample_seeds_each_pair_independently_of_the_batch(pipe: StableDiffusionPipeline) -> None:
+    # evaluate.sample gives every prompt/seed pair its own generator, so an
+    # image does not depend on which other pairs share its batch.
+    prompts = ["a red circle on a white background", "a blue cross on a black background"]
+    together = sample(pipe, prompts, [3, 4], steps=3, batch_size=2)
+    alone = sample(pipe, prompts[1:], [4], steps=3, batch_size=1)
+    torch.testing.assert_close(together[1:], alone, atol=1e-4, rtol=0)
+    assert (together[0] - together[1]).abs().max() > 0.1
+
+
+def _measured(pipe, captions: list[str], seeds: list[int]):
+    images = sample(pipe, captions, seeds, steps=10, batch_size=len(captions))
+    return measure(images, captions)
+
+
+def test_size_words_change_the_measured_size(pipe: StableDiffusionPipeline) -> None:
+    prompts, seeds = benchmark_prompts(8, seed=3)
+    small = _measured(pipe, [make_caption(*parse_prompt(p), size="small") for p in prompts], seeds)
+    large = _measured(pipe, [make_caption(*parse_prompt(p), size="large") for p in prompts], seeds)
+    assert float(large.size.mean()) > float(small.size.mean()) + 0.15
+    assert (large.size > small.size).float().mean() >= 0.75
+
+
+def test_position_phrases_move_the_measured_centre(pipe: StableDiffusionPipeline) -> None:
+    prompts, seeds = benchmark_prompts(8, seed=4)
+
+    def captions(position: str) -> list[str]:
+        return [make_caption(*parse_prompt(p), position=position) for p in prompts]
+
+    top_left = _measured(pipe, captions("in the top left"), seeds)
+    bottom_right = _measured(pipe, captions("in the bottom right"), seeds)
+    for axis in ("cx", "cy"):
+        low, high = getattr(top_left, axis), getattr(bottom_right, axis)
+        assert float(high.mean()) > float(low.mean()) + 0.15, axis
+        assert (high > low).float().mean() >= 0.75, axis
 
 
 @pytest.mark.slow
 def test_plain_samples_match_their_prompts(pipe: StableDiffusionPipeline) -> None:
-    from nulltta.shapes.evaluate import benchmark_prompts, sample
     from nulltta.shapes.rewards import fidelity_accuracy
 
     prompts, seeds = benchmark_prompts(12, seed=5)

@@ -4,20 +4,46 @@ import pytest
 import torch
 
 from nulltta.rewards import Reward, available_rewards, get_reward
+from nulltta.shapes.gold import gold_score
 from nulltta.shapes.rewards import ShapesFD, fidelity_accuracy
 from nulltta.shapes.world import PromptError, sample_batch
 
 from .conftest import spearman
 
-REWARDS = ["shapes-fidelity", "shapes-preference", "shapes-preference-heldout", "shapes-manifold"]
+DIFFERENTIABLE = [
+    "shapes-fidelity",
+    "shapes-preference",
+    "shapes-preference-heldout",
+    "shapes-manifold",
+]
+PROXIES = ["shapes-preference", "shapes-preference-heldout"]
+
+
+def _one_attribute_changed(prompts: list[str], step: int) -> list[str]:
+    """Each prompt with its colour (step 0), shape (1) or background (2) changed."""
+    from nulltta.shapes.world import BACKGROUNDS, COLORS, SHAPES, make_prompt, parse_prompt
+
+    out = []
+    for i, prompt in enumerate(prompts):
+        shape, color, background = parse_prompt(prompt)
+        which = (i + step) % 3
+        if which == 0:
+            color = COLORS[(COLORS.index(color) + 1 + i % 5) % 6]
+        elif which == 1:
+            shape = SHAPES[(SHAPES.index(shape) + 1 + i % 3) % 4]
+        else:
+            background = BACKGROUNDS[(BACKGROUNDS.index(background) + 1 + i % 3) % 4]
+        out.append(make_prompt(shape, color, background))
+    return out
 
 
 def test_rewards_are_registered() -> None:
-    assert set(REWARDS) <= set(available_rewards())
-    for name in REWARDS:
+    assert {*DIFFERENTIABLE, "shapes-gold"} <= set(available_rewards())
+    for name in DIFFERENTIABLE:
         reward = get_reward(name)
         assert isinstance(reward, Reward) and reward.is_differentiable
-    assert get_reward("shapes-fidelity").requires_prompts
+    for name in ["shapes-fidelity", *PROXIES, "shapes-gold"]:
+        assert get_reward(name).requires_prompts, name
 
 
 def test_classifier_accuracy_on_fresh_clean_data(clean_batch) -> None:
@@ -33,20 +59,35 @@ def test_classifier_rejects_wrong_prompts(clean_batch) -> None:
     assert acc[torch.tensor(wrong)].mean() < 0.05
 
 
-@pytest.mark.parametrize("name", ["shapes-preference", "shapes-preference-heldout"])
-def test_preference_models_rank_like_the_ground_truth(name: str, clean_batch) -> None:
+@pytest.mark.parametrize("name", PROXIES)
+def test_proxy_prefers_the_matching_prompt_for_the_same_image(name: str, clean_batch) -> None:
+    images, prompts = clean_batch.images[:200], clean_batch.prompts[:200]
+    reward = get_reward(name)
     with torch.no_grad():
-        scores = get_reward(name)(clean_batch.images)
-    assert spearman(scores, clean_batch.preference()) > 0.9
+        right = reward(images, prompts)
+        wrong = reward(images, _one_attribute_changed(prompts, step=0))
+    assert (right > wrong).float().mean() > 0.9
+    assert right.mean() > wrong.mean() + 0.2
 
 
-def test_preference_models_are_different_models(clean_batch) -> None:
-    images = clean_batch.images[:64]
+@pytest.mark.parametrize("name", PROXIES)
+def test_proxies_rank_matching_images_like_the_gold_reward(name: str, clean_batch) -> None:
+    images, prompts = clean_batch.images[:300], clean_batch.prompts[:300]
     with torch.no_grad():
-        a = get_reward("shapes-preference")(images)
-        b = get_reward("shapes-preference-heldout")(images)
+        scores = get_reward(name)(images, prompts)
+    gold = gold_score(images, prompts)
+    assert spearman(scores, gold) > 0.8
+    # Calibrated to gold's scale: the means agree to a tenth.
+    assert float(scores.mean()) == pytest.approx(float(gold.mean()), abs=0.1)
+
+
+def test_proxies_are_different_models(clean_batch) -> None:
+    images, prompts = clean_batch.images[:64], clean_batch.prompts[:64]
+    with torch.no_grad():
+        a = get_reward("shapes-preference")(images, prompts)
+        b = get_reward("shapes-preference-heldout")(images, prompts)
     assert not torch.allclose(a, b, atol=1e-3)
-    assert spearman(a, b) > 0.8
+    assert spearman(a, b) > 0.7
 
 
 def test_fidelity_reward_prefers_the_right_prompt(small_batch) -> None:
@@ -60,13 +101,13 @@ def test_fidelity_reward_prefers_the_right_prompt(small_batch) -> None:
         reward(small_batch.images, "a photo of a cat")
 
 
-@pytest.mark.parametrize("name", REWARDS)
+@pytest.mark.parametrize("name", DIFFERENTIABLE)
 @pytest.mark.parametrize("size", [32, 64])
 def test_gradients_reach_the_images(name: str, size: int, small_batch) -> None:
     images = torch.nn.functional.interpolate(small_batch.images, size=(size, size))
     images = images.detach().requires_grad_(True)
     scores = get_reward(name)(images, small_batch.prompts)
-    assert scores.shape == (8,) and torch.isfinite(scores).all()
+    assert scores.shape == (8,)
     scores.sum().backward()
     assert images.grad is not None and images.grad.abs().sum() > 0
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -9,10 +8,12 @@ from nulltta.shapes.world import (
     BACKGROUND_RGB,
     COLOR_RGB,
     PromptError,
+    PromptParts,
     check_prompt,
+    make_caption,
     make_prompt,
+    parse_caption,
     parse_prompt,
-    preference_score,
     render,
     sample_batch,
 )
@@ -66,14 +67,55 @@ def test_prompts_round_trip() -> None:
 
 
 @pytest.mark.parametrize(
-    "prompt", ["a purple circle on a white background", "an astronaut riding a horse", ""]
+    "prompt",
+    [
+        "a purple circle on a white background",
+        "an astronaut riding a horse",
+        "",
+        "a huge red circle on a white background",
+        "a red circle in the middle on a white background",
+        "a red circle on a white background in the centre",  # position after the background
+        "a red small circle on a white background",  # size word after the colour
+        "a small large red circle on a white background",
+    ],
 )
 def test_out_of_vocabulary_prompt_names_the_vocabulary(prompt: str) -> None:
-    with pytest.raises(PromptError, match="magenta") as info:
-        parse_prompt(prompt)
-    assert "circle" in str(info.value) and "brown" in str(info.value)
-    with pytest.warns(UserWarning, match="vocabulary|cannot read"):
-        assert check_prompt(prompt) is False
+    for check in (parse_prompt, parse_caption, check_prompt):
+        with pytest.raises(PromptError, match="magenta") as info:
+            check(prompt)
+        message = str(info.value)
+        for word in ("circle", "brown", "small", "large", "in the centre", "in the bottom right"):
+            assert word in message, word
+
+
+def test_optional_words_are_accepted_where_the_grammar_allows_them() -> None:
+    caption = "A Large red circle in the top left on a white background."
+    assert parse_prompt(caption) == ("circle", "red", "white")
+    assert parse_caption(caption) == PromptParts(
+        "circle", "red", "white", "large", "in the top left"
+    )
+    assert check_prompt("a small blue cross on a gray background").size == "small"
+    assert check_prompt("a blue cross in the centre on a gray background").position == (
+        "in the centre"
+    )
+    assert parse_caption("a red circle on a white background") == PromptParts(
+        "circle", "red", "white"
+    )
+
+
+def test_captions_round_trip_for_every_optional_word() -> None:
+    for size in (None, *world.SIZE_WORDS):
+        for position in (None, *world.POSITION_PHRASES):
+            parts = PromptParts("triangle", "cyan", "brown", size, position)
+            assert parse_caption(parts.text()) == parts
+    assert make_caption("circle", "red", "white", "large", "in the top left") == (
+        "a large red circle in the top left on a white background"
+    )
+    assert make_caption("circle", "red", "white") == make_prompt("circle", "red", "white")
+    with pytest.raises(PromptError, match="size word"):
+        make_caption("circle", "red", "white", size="huge")
+    with pytest.raises(PromptError, match="position phrase"):
+        make_caption("circle", "red", "white", position="in the middle")
 
 
 def test_make_prompt_rejects_unknown_names() -> None:
@@ -81,28 +123,20 @@ def test_make_prompt_rejects_unknown_names() -> None:
         make_prompt("hexagon", "red", "white")
 
 
-def test_preference_prefers_large_centred_high_contrast() -> None:
-    base = preference_score(0.5, 0.5, 0.5, "red", "gray")
-    assert preference_score(0.7, 0.5, 0.5, "red", "gray") > base
-    assert preference_score(0.5, 0.3, 0.3, "red", "gray") < base
-    assert preference_score(0.5, 0.5, 0.5, "yellow", "black") > preference_score(
-        0.5, 0.5, 0.5, "yellow", "white"
-    )
-    values = preference_score(
-        np.array([0.3, 0.75]),
-        np.array([0.5, 0.5]),
-        np.array([0.5, 0.5]),
-        ["red", "red"],
-        ["gray", "gray"],
-    )
-    assert values.shape == (2,) and 0 <= values.min() and values.max() <= 1
+def test_vocabulary_holds_every_caption_word_once() -> None:
+    words = {w for p in world.all_prompts() for w in p.split()}
+    words |= set(world.SIZE_WORDS) | {w for p in world.POSITION_PHRASES for w in p.split()}
+    assert words <= set(world.VOCABULARY)
+    assert len(world.VOCABULARY) == len(set(world.VOCABULARY))
 
 
-def test_tokenizer_gives_whole_words(tmp_path) -> None:
-    from nulltta.shapes.components import build_tokenizer
+def test_tokenizer_gives_whole_words_and_fits_the_longest_caption(tmp_path) -> None:
+    from nulltta.shapes.components import MAX_LENGTH, build_tokenizer
 
     tok = build_tokenizer(tmp_path)
-    for prompt in world.all_prompts():
+    longest = make_caption("triangle", "magenta", "brown", "large", "in the bottom right")
+    for prompt in [*world.all_prompts(), longest]:
         ids = tok(prompt).input_ids
         assert len(ids) == len(prompt.split()) + 2
         assert tok.unk_token_id not in ids[1:-1]
+    assert len(tok(longest).input_ids) == 14 <= MAX_LENGTH
