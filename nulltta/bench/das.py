@@ -67,14 +67,16 @@ def ssp_counts(expected: Sequence[float], uniforms: Sequence[float]) -> list[int
     Each particle ``j`` gets ``floor(m_j)`` children plus one with probability
     ``frac(m_j)``, so ``E[count_j] = m_j`` and every count is ``floor(m_j)``
     or ``ceil(m_j)``; unlike systematic resampling the extra children are
-    negatively associated and the scheme does not depend on the particles'
-    order. The fractional parts are settled pairwise: a *pending* particle
-    with fraction ``a`` meets particle ``j`` with fraction ``b`` and one
-    uniform ``u``. If ``a + b < 1`` one of them takes ``a + b`` and the other
-    0 (``j`` takes it when ``u < b / (a + b)``); otherwise one gets a child
-    and keeps ``a + b - 1`` while the other reaches 1 (``j`` reaches 1 when
-    ``u < (1 - a) / (2 - a - b)``). The particle left holding a fraction
-    stays pending.
+    negatively associated and do not depend on the particles' order. The
+    fractional parts are settled two at a time: a pair with fractions
+    ``(a, b)`` and one uniform ``u`` moves mass so that one of them reaches
+    0 or 1, keeping both expectations. The second grows when ``u < p`` with
+    ``p = min(b, 1 - a) / (min(b, 1 - a) + min(a, 1 - b))``, else the first.
+    If ``a + b < 1`` the growing one takes ``a + b`` and the other is settled
+    at 0; otherwise the growing one reaches 1 (a child) and the other keeps
+    ``a + b - 1``. The next pair is ``(grown, next)`` or ``(next, shrunk)``,
+    the order the authors' code keeps, so the same uniforms give the same
+    counts as theirs.
 
     Parameters
     ----------
@@ -91,25 +93,22 @@ def ssp_counts(expected: Sequence[float], uniforms: Sequence[float]) -> list[int
     """
     counts = [int(m // 1) for m in expected]
     fractions = [m - c for m, c in zip(expected, counts, strict=True)]
-    pending = 0
-    for j, u in zip(range(1, len(expected)), uniforms, strict=True):
-        a, b = fractions[pending], fractions[j]
-        if b < 1 - a:  # the pair's mass a + b < 1 goes to one of them
-            total = a + b
-            if total > 0 and u < b / total:
-                fractions[pending], fractions[j] = 0.0, total
-                pending = j
-            else:
-                fractions[pending], fractions[j] = total, 0.0
-        else:  # one reaches 1 (a child), the other keeps a + b - 1
-            if u < (1 - a) / (2 - a - b):
-                counts[j] += 1
-                fractions[pending], fractions[j] = a + b - 1, 0.0
-            else:
-                counts[pending] += 1
-                fractions[pending], fractions[j] = 0.0, a + b - 1
-                pending = j
+    pair = (0, 1)  # the two particles being settled
+    for step, u in enumerate(uniforms):
+        first, second = pair
+        a, b = fractions[first], fractions[second]
+        to_first, to_second = min(b, 1 - a), min(a, 1 - b)  # mass each could gain
+        total = to_first + to_second
+        grow, shrink = (second, first) if total > 0 and u < to_first / total else pair
+        if fractions[shrink] < 1 - fractions[grow]:  # a + b < 1: shrink is settled at 0
+            fractions[grow] += fractions[shrink]
+            pair = (grow, step + 2)
+        else:  # grow reaches 1 (a child); shrink keeps a + b - 1
+            fractions[shrink] -= 1 - fractions[grow]
+            counts[grow] += 1
+            pair = (step + 2, shrink)
     target = round(sum(expected))
+    pending = pair[0] if pair[1] >= len(expected) else pair[1]
     if sum(counts) == target - 1:  # the pending fraction is 1 up to round-off
         counts[pending] += 1
     if sum(counts) != target:
