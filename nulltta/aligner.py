@@ -3,6 +3,8 @@
 >>> aligner = NullTextAligner(pipe, reward="pickscore").fit("a cat on a sofa")
 >>> aligner.image_.save("cat.png")
 >>> more = aligner.generate(n_images=4, seed=1)
+>>> several = NullTextAligner(pipe, batch_size=4).fit(["a cat", "a dog"], seeds=[0, 1])
+>>> several.images_, several.rewards_, several.histories_
 """
 
 from __future__ import annotations
@@ -17,28 +19,40 @@ from PIL import Image
 from sklearn.base import BaseEstimator, clone
 
 from .adapters import make_adapter
+from .aligned import AlignedImage, check_prompts_and_seeds, finish_batch
 from .callbacks import FixedNullTrajectory, method_callbacks
 from .config import AlignmentConfig, config_from
 from .errors import NotFittedError, NullTTAError
-from .history import History
 from .images import format_images, to_pil, to_tensor
-from .loading import is_embedded, load_pipeline
+from .loading import load_pipeline
 from .loop import run_denoising_loop
 from .module import NullTextModule
 from .persistence import load_fitted, save_fitted
+from .profiles import ModelProfile, model_profile
 from .rewards import Reward, get_reward
 
 __all__ = ["NotFittedError", "NullTTAError", "NullTextAligner", "to_pil", "to_tensor"]
 
 _SHARED_PARAMS = ("pipeline", "reward")
+_SINGLE_ATTRIBUTES = ("prompt_", "phi_", "latents_", "image_", "reward_", "history_")
+_PLURAL_ATTRIBUTES = (
+    "prompts_", "seeds_", "phis_", "all_latents_", "images_", "rewards_", "histories_"
+)  # fmt: skip
 
 
 class NullTextAligner(BaseEstimator):
     """Align a text-to-image diffusion model to a reward by optimising phi' only.
 
     ``__init__`` stores its arguments; ``fit(prompt)`` validates them, loads
-    what it needs and runs Null-TTA (``METHOD.md``). Defaults follow the
-    authors' release.
+    what it needs and runs Null-TTA (``docs/concepts/method.md``). Defaults
+    follow the authors' release, except the settings left None, which take
+    the model's values (its :class:`~nulltta.profiles.ModelProfile`).
+
+    ``fit(prompt)`` aligns one image; ``fit(prompts, seeds=...)`` aligns one
+    image per (prompt, seed) pair, ``batch_size`` trajectories at a time
+    (one UNet, VAE and reward call per inner step for all of them). A batch
+    equals the same trajectories run one by one: each keeps its own phi',
+    Adam state, KL terms, candidates, generator and history.
 
     Parameters
     ----------
@@ -52,8 +66,8 @@ class NullTextAligner(BaseEstimator):
         the model's own default (``"shapes-preference"`` for the embedded model,
         ``"pickscore"`` otherwise).
     guidance_scale : float or None, default=None
-        CFG scale s > 1; None uses the model's default (7.5 SD, 5.0 SDXL and
-        the embedded model).
+        CFG scale s > 1; None uses the model's default (7.5 SD1.x/2.x, 5.0 SDXL
+        and the embedded model, 7.0 SD3).
     num_inference_steps : int, default=100
     height, width : int or None
         Image size; None uses the model's native size.
@@ -62,45 +76,66 @@ class NullTextAligner(BaseEstimator):
     scheduler : {"ddim", "ddpm", "pipeline"} or scheduler, default="ddim"
     eta : float, default=1.0
         DDIM eta; must be > 0 (the method needs a stochastic transition).
-    n_min, n_max, schedule_rate, learning_rate, reward_weight, kl_mode, sigma_phi_sq,
+    n_min, n_max, schedule_rate, reward_weight, kl_mode, sigma_phi_sq,
     num_candidates, select_initial_noise, gradient, zo_samples, zo_smoothing
         Method settings, see :class:`~nulltta.config.AlignmentConfig`.
+    learning_rate : float or None, default=None
+        Adam's step size on phi'; None uses the model's value (the release's 1e-2
+        unless the model's profile says otherwise).
     kl_weight : float or None, default=None
-        lambda2; None uses the model's value: the release's 0.002, or 0.2 for
-        the embedded model, whose 16x128 null embedding and reward scale make
-        0.002 too weak to hold prompt fidelity (``docs/concepts/regularisation.md``).
+        lambda2; None uses the model's value (the release's 0.002 unless the
+        model's profile says otherwise, ``docs/concepts/regularisation.md``).
     anneal_kl : bool or None, default=None
         Anneal lambda2 with ``tau_i = max(2 - (1 + c)^i, 0)`` (to zero near 87%
-        of the steps); None uses the model's setting: True as released, False
-        for the embedded model.
+        of the steps); None uses the model's setting (True as released).
     gradient_checkpointing, autocast_dtype, decode_scale, early_stop_patience,
     early_stop_tolerance, optimize_every
         Speed and memory options, all off by default; see
         :class:`~nulltta.config.AlignmentConfig` and :mod:`nulltta.speedups`.
     seed : int, default=0
-        Seed of the run's single generator (noise, candidates, zero-order directions).
+        Seed of a single-prompt fit's generator (noise, candidates, zero-order
+        directions); ``fit(prompts, seeds=...)`` seeds each trajectory itself.
+    batch_size : int, default=1
+        Trajectories aligned together by ``fit(prompts)``, ``generate`` and
+        ``sample_baseline``.
     callbacks : list of lightning.Callback, optional
         Extra callbacks, run after the built-in ones.
     progress : bool, default=False
         Show a progress bar.
-    profile_memory : bool, default=True
-        Record each step's peak memory in the history.
+    profile_memory : bool, default=False
+        Record each step's peak memory in the history (opt-in: on CUDA it
+        waits for the device at every step).
     device, torch_dtype : optional
         Used only when nulltta loads the pipeline itself.
 
     Attributes
     ----------
     prompt_ : str
+        ``fit(prompt)`` only, like the next five.
     phi_ : Tensor
         phi' at every step, ``(T, 1, ...)`` (``(T, 1, 77, 768)`` for SD1.5).
     image_ : PIL.Image.Image
     latents_ : Tensor
-        The final latent.
+        The final latent, ``(1, ...)``.
     reward_ : float
         Target reward of ``image_``.
     history_ : History
         One row per denoising step (see :mod:`nulltta.history`).
+    prompts_, seeds_ : list
+        ``fit(prompts)`` only, like the next five: one entry per pair.
+    phis_ : list of Tensor
+        Each trajectory's ``(T, 1, ...)`` phi'.
+    images_ : list of PIL.Image.Image
+    rewards_ : list of float
+    histories_ : list of History
+    all_latents_ : Tensor
+        ``(N, ...)`` final latents.
+    config_ : AlignmentConfig
+        The settings that ran, model defaults resolved.
+    profile_ : ModelProfile
+        The model's profile (defaults, rewards, prompt check).
     module_ : NullTextModule
+        The module of the last batch.
     pipeline_ : diffusers pipeline
     reward_fn_ : Reward
 
@@ -121,7 +156,7 @@ class NullTextAligner(BaseEstimator):
         n_min: int = 5,
         n_max: int = 25,
         schedule_rate: float = 0.008,
-        learning_rate: float = 1e-2,
+        learning_rate: float | None = None,
         reward_weight: float | None = None,
         kl_weight: float | None = None,
         kl_mode: str = "paper",
@@ -139,9 +174,10 @@ class NullTextAligner(BaseEstimator):
         early_stop_tolerance: float = 0.0,
         optimize_every: int = 1,
         seed: int = 0,
+        batch_size: int = 1,
         callbacks: Sequence[Any] | None = None,
         progress: bool = False,
-        profile_memory: bool = True,
+        profile_memory: bool = False,
         device: str | None = None,
         torch_dtype: torch.dtype | None = None,
     ) -> None:
@@ -175,6 +211,7 @@ class NullTextAligner(BaseEstimator):
         self.early_stop_tolerance = early_stop_tolerance
         self.optimize_every = optimize_every
         self.seed = seed
+        self.batch_size = batch_size
         self.callbacks = callbacks
         self.progress = progress
         self.profile_memory = profile_memory
@@ -192,28 +229,17 @@ class NullTextAligner(BaseEstimator):
         return new
 
     def _check_is_fitted(self) -> None:
-        if not hasattr(self, "phi_"):
+        if not (hasattr(self, "phi_") or hasattr(self, "phis_")):
             raise NotFittedError(
                 f"this {type(self).__name__} is not fitted yet; call fit(prompt) first "
                 "(or NullTextAligner.load(path) for a saved phi' trajectory)."
             )
 
     # --- set-up (skorch-style initialize_* steps) -------------------------------
-    def _config(self, adapter: Any = None) -> AlignmentConfig:
+    def _config(self, profile: ModelProfile | None = None) -> AlignmentConfig:
         """The method settings; those left None take the model's values."""
-        model_defaults = {}
-        if adapter is not None:
-            model_defaults["guidance_scale"] = adapter.default_guidance_scale
-        if self._uses_embedded_model():
-            from .shapes.model import ALIGNMENT_DEFAULTS
-
-            model_defaults.update(ALIGNMENT_DEFAULTS)
-        return config_from(
-            {f.name: getattr(self, f.name) for f in fields(AlignmentConfig)}, model_defaults
-        )
-
-    def _uses_embedded_model(self) -> bool:
-        return is_embedded(self.pipeline) or is_embedded(getattr(self, "pipeline_", False))
+        settings = {f.name: getattr(self, f.name) for f in fields(AlignmentConfig)}
+        return config_from(settings, None if profile is None else profile.defaults)
 
     def _check_params(self) -> None:
         """Everything that can be checked before loading a model."""
@@ -223,6 +249,10 @@ class NullTextAligner(BaseEstimator):
                 f"eta={self.eta}: Null-TTA needs a stochastic sampler (its KL and candidate "
                 "selection are over Gaussian transitions); use eta > 0, e.g. 1.0 as released."
             )
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int):
+            raise ValueError(f"batch_size must be an integer, got {self.batch_size!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size} must be >= 1")
         if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
             raise TypeError("callbacks must be a list of lightning Callback objects")
 
@@ -236,65 +266,79 @@ class NullTextAligner(BaseEstimator):
             self._pipeline_cache = (self.pipeline, self.pipeline_)
         return self.pipeline_
 
+    def initialize_profile(self, adapter: Any) -> ModelProfile:
+        """The model's profile into ``profile_`` (:func:`~nulltta.profiles.model_profile`)."""
+        self.profile_ = model_profile(self.pipeline, adapter, loaded=self.pipeline_)
+        return self.profile_
+
     def initialize_reward(self) -> Reward:
-        """Resolve the reward into ``reward_fn_`` on the pipeline's device."""
+        """Resolve the reward into ``reward_fn_`` (the model's default reward for None)."""
         reward = self.reward
         if reward is None:
-            reward = "shapes-preference" if self._uses_embedded_model() else "pickscore"
+            profile = getattr(self, "profile_", None)
+            reward = profile.reward if profile is not None else "pickscore"
         self.reward_fn_ = get_reward(reward)
         return self.reward_fn_
 
-    def _prepare(self, prompt: str) -> tuple[Any, AlignmentConfig, int, int]:
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError(
-                "prompt must be one non-empty string; to align several prompts, fit one "
-                "clone per prompt (sklearn.base.clone(aligner))."
-            )
+    def _prepare(self, prompts: Sequence[str]) -> tuple[Any, AlignmentConfig, int, int]:
         self._check_params()
         pipeline = self.initialize_pipeline()
         adapter = make_adapter(pipeline, scheduler=self.scheduler, eta=self.eta)
-        config = self._config(adapter)
+        profile = self.initialize_profile(adapter)
+        config = self._config(profile)
         default_h, default_w = adapter.default_resolution()
         height = default_h if self.height is None else self.height
         width = default_w if self.width is None else self.width
         adapter.check_resolution(height, width)
-        if self._uses_embedded_model():
-            from .shapes.world import check_prompt
-
-            check_prompt(prompt)
+        for prompt in dict.fromkeys(prompts):
+            profile.validate_prompt(prompt)
         reward = self.initialize_reward().to(adapter.device)
         reward.eval()
         return adapter, config, height, width
 
-    def _run(
+    def _align(
         self,
-        prompt: str,
-        seed: int,
+        prompts: Sequence[str],
+        seeds: Sequence[int],
         config: AlignmentConfig,
         adapter: Any,
-        height: int,
-        width: int,
+        size: tuple[int, int],
         extra_callbacks: Sequence[Any] = (),
-    ) -> NullTextModule:
-        module = NullTextModule(adapter, self.reward_fn_, config)
-        generator = torch.Generator(adapter.device).manual_seed(int(seed))
-        module.start_trajectory(
-            prompt, height, width, generator, negative_prompt=self.negative_prompt
-        )
-        callbacks = method_callbacks(
-            config, extra_callbacks, profile_memory=self.profile_memory, progress=self.progress
-        )
-        return run_denoising_loop(module, callbacks + list(self.callbacks or []))
-
-    def _finish(self, module: NullTextModule) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.no_grad():
-            images = module.adapter.decode(module.trajectory.latents)
-            scores = module.score_images(images)
-        return images, scores
+    ) -> list[AlignedImage]:
+        """Run the method for every (prompt, seed) pair, ``batch_size`` at a time."""
+        results: list[AlignedImage] = []
+        for start in range(0, len(prompts), self.batch_size):
+            chunk = slice(start, start + self.batch_size)
+            module = NullTextModule(adapter, self.reward_fn_, config)
+            generators = [torch.Generator(adapter.device).manual_seed(int(s)) for s in seeds[chunk]]
+            module.start_trajectory(
+                prompts[chunk], *size, generators, negative_prompt=self.negative_prompt
+            )
+            callbacks = method_callbacks(
+                config, extra_callbacks, profile_memory=self.profile_memory, progress=self.progress
+            )
+            run_denoising_loop(module, callbacks + list(self.callbacks or []))
+            results += finish_batch(module)
+            self.module_ = module
+        return results
 
     # --- public API ---------------------------------------------------------------
-    def fit(self, prompt: str, y: None = None) -> NullTextAligner:
-        """Run Null-TTA for ``prompt`` with ``seed``; starts from scratch every call.
+    def fit(
+        self, prompts: str | Sequence[str], y: None = None, seeds: Sequence[int] | None = None
+    ) -> NullTextAligner:
+        """Run Null-TTA; starts from scratch every call.
+
+        Parameters
+        ----------
+        prompts : str or sequence of str
+            One prompt (sets ``prompt_``, ``image_``, ``reward_``, ``history_``,
+            ``phi_``, ``latents_``, seeded by ``seed``), or several, one image
+            per entry (sets ``prompts_``, ``seeds_``, ``images_``, ``rewards_``,
+            ``histories_``, ``phis_``, ``all_latents_``).
+        y : None
+            Ignored (scikit-learn convention).
+        seeds : sequence of int, optional
+            With several prompts: one seed per prompt; default ``seed`` for all.
 
         Returns
         -------
@@ -302,19 +346,31 @@ class NullTextAligner(BaseEstimator):
             ``self``, with the fitted attributes set.
 
         """
-        adapter, config, height, width = self._prepare(prompt)
-        module = self._run(prompt, self.seed, config, adapter, height, width)
-        images, scores = self._finish(module)
-        self.prompt_ = prompt
-        self.module_ = module
+        single = isinstance(prompts, str)
+        prompt_list, seed_list = check_prompts_and_seeds(prompts, seeds, self.seed)
+        adapter, config, height, width = self._prepare(prompt_list)
+        results = self._align(prompt_list, seed_list, config, adapter, (height, width))
+        for name in (*_SINGLE_ATTRIBUTES, *_PLURAL_ATTRIBUTES):
+            self.__dict__.pop(name, None)  # a refit starts from scratch
         self.config_ = config
         self.resolution_ = (height, width)
-        self.timesteps_ = list(module.trajectory.timesteps)
-        self.phi_ = torch.stack(module.trajectory.phi)
-        self.latents_ = module.trajectory.latents.detach().cpu()
-        self.image_ = to_pil(images)[0]
-        self.reward_ = float(scores[0])
-        self.history_ = History(module.trajectory.history)
+        self.timesteps_ = list(self.module_.trajectory.timesteps)
+        if single:
+            result = results[0]
+            self.prompt_ = result.prompt
+            self.phi_ = result.phi
+            self.latents_ = result.latents.unsqueeze(0)
+            self.image_ = result.image
+            self.reward_ = result.reward
+            self.history_ = result.history
+        else:
+            self.prompts_ = [r.prompt for r in results]
+            self.seeds_ = [int(s) for s in seed_list]
+            self.phis_ = [r.phi for r in results]
+            self.all_latents_ = torch.stack([r.latents for r in results])
+            self.images_ = [r.image for r in results]
+            self.rewards_ = [r.reward for r in results]
+            self.histories_ = [r.history for r in results]
         return self
 
     def generate(
@@ -324,7 +380,7 @@ class NullTextAligner(BaseEstimator):
         reoptimize: bool = True,
         output_type: str = "pil",
     ) -> list[Image.Image] | torch.Tensor:
-        """More images of the fitted prompt, one run per seed ``seed, seed + 1, ...``.
+        """More images of the fitted prompt, one per seed ``seed, seed + 1, ...``.
 
         Parameters
         ----------
@@ -340,21 +396,24 @@ class NullTextAligner(BaseEstimator):
 
         """
         self._check_is_fitted()
+        if not hasattr(self, "prompt_"):
+            raise ValueError(
+                "generate() continues a single-prompt fit; this aligner was fitted on several "
+                "prompts. Fit one prompt (fit(prompt)), or fit the prompts again with new seeds."
+            )
         if n_images < 1:
             raise ValueError(f"n_images={n_images} must be >= 1")
-        adapter, config, height, width = self._prepare(self.prompt_)
+        adapter, config, height, width = self._prepare([self.prompt_])
         extra: list[Any] = []
         if not reoptimize:
             config = config.plain_sampling()
             extra = [FixedNullTrajectory(self.phi_)]
         first = self.seed + 1 if seed is None else seed
-        images = [
-            self._finish(self._run(self.prompt_, first + k, config, adapter, height, width, extra))[
-                0
-            ]
-            for k in range(n_images)
-        ]
-        return format_images(torch.cat(images), output_type)
+        seeds = [first + k for k in range(n_images)]
+        results = self._align(
+            [self.prompt_] * n_images, seeds, config, adapter, (height, width), extra
+        )
+        return format_images(torch.cat([r.pixels for r in results]), output_type)
 
     def sample_baseline(
         self,
@@ -371,15 +430,14 @@ class NullTextAligner(BaseEstimator):
         """
         prompt = prompt if prompt is not None else getattr(self, "prompt_", None)
         if prompt is None:
-            raise ValueError("pass a prompt, or fit the aligner first")
-        adapter, config, height, width = self._prepare(prompt)
-        config = config.plain_sampling()
+            raise ValueError("pass a prompt, or fit the aligner on one prompt first")
+        adapter, config, height, width = self._prepare([prompt])
         first = self.seed if seed is None else seed
-        images = [
-            self._finish(self._run(prompt, first + k, config, adapter, height, width))[0]
-            for k in range(n_images)
-        ]
-        return format_images(torch.cat(images), output_type)
+        seeds = [first + k for k in range(n_images)]
+        results = self._align(
+            [prompt] * n_images, seeds, config.plain_sampling(), adapter, (height, width)
+        )
+        return format_images(torch.cat([r.pixels for r in results]), output_type)
 
     def score(self, images: Any, prompt: str | None = None) -> float:
         """Mean target reward of ``images`` (PIL, list of PIL, or tensor in [0, 1])."""
@@ -388,7 +446,7 @@ class NullTextAligner(BaseEstimator):
             self.initialize_reward()
         tensor = to_tensor(images).to(self.reward_fn_.device)
         with torch.no_grad():
-            scores = self.reward_fn_(tensor, prompt or self.prompt_)
+            scores = self.reward_fn_(tensor, prompt or getattr(self, "prompt_", None))
         return float(scores.mean())
 
     # --- persistence ------------------------------------------------------------------

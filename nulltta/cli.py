@@ -19,6 +19,7 @@ from PIL import Image, PngImagePlugin
 
 from .adapters import UnsupportedPipelineError
 from .bench.cli import add_bench_parser, run_bench
+from .cli_args import add_method_arguments, aligner_kwargs
 
 __all__ = ["build_parser", "main"]
 
@@ -41,70 +42,19 @@ def _add_generate(subparsers: Any) -> None:
         description="Run Null-TTA for PROMPT and write aligned.png, plain.png and history.json.",
     )
     parser.add_argument("prompt")
-    parser.add_argument(
-        "--model",
-        default="embedded",
-        help="'embedded' (default: the small model shipped with nulltta), a diffusers folder, "
-        "or a hub id",
-    )
-    parser.add_argument(
-        "--reward",
-        default=None,
-        help="reward name (see 'nulltta rewards'); "
-        "default: the model's own (shapes-preference for the embedded model)",
-    )
+    add_method_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=100, help="sampling steps (100)")
-    parser.add_argument("--n-min", type=int, default=5)
-    parser.add_argument("--n-max", type=int, default=25)
-    parser.add_argument("--candidates", type=int, default=3, help="greedy candidates K (3)")
-    parser.add_argument("--guidance-scale", type=float, default=None)
-    parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--kl-mode", choices=("paper", "exact"), default="paper")
-    parser.add_argument(
-        "--kl-weight", type=float, default=None, help="lambda2 (default: the model's)"
-    )
-    parser.add_argument(
-        "--kl-annealing",
-        choices=("on", "off"),
-        default=None,
-        help="anneal lambda2 to zero as released (default: the model's setting)",
-    )
-    parser.add_argument("--height", type=int, default=None)
-    parser.add_argument("--width", type=int, default=None)
-    parser.add_argument("--device", default=None, help="e.g. cuda, cuda:1, cpu")
-    parser.add_argument("--fp16", action="store_true", help="load the model in float16")
     parser.add_argument("--out", default="outputs", help="output folder (created)")
     parser.add_argument("--no-plain", action="store_true", help="skip the plain-sampling image")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    import torch
-
     from .aligner import NullTextAligner
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    aligner = NullTextAligner(
-        args.model,
-        args.reward,
-        guidance_scale=args.guidance_scale,
-        num_inference_steps=args.steps,
-        n_min=args.n_min,
-        n_max=args.n_max,
-        num_candidates=args.candidates,
-        learning_rate=args.lr,
-        kl_mode=args.kl_mode,
-        kl_weight=args.kl_weight,
-        anneal_kl=None if args.kl_annealing is None else args.kl_annealing == "on",
-        height=args.height,
-        width=args.width,
-        seed=args.seed,
-        device=args.device,
-        torch_dtype=torch.float16 if args.fp16 else None,
-        progress=not args.quiet,
-    )
+    aligner = NullTextAligner(**aligner_kwargs(args), seed=args.seed, progress=not args.quiet)
     started = time.perf_counter()
     aligner.fit(args.prompt)
     seconds = time.perf_counter() - started

@@ -15,7 +15,7 @@ __all__ = [
 ]
 
 #: Settings whose None means "the model's value" (:func:`config_from`).
-MODEL_DEPENDENT_SETTINGS = ("guidance_scale", "kl_weight", "anneal_kl")
+MODEL_DEPENDENT_SETTINGS = ("guidance_scale", "kl_weight", "anneal_kl", "learning_rate")
 
 KL_MODES = ("paper", "exact")
 GRADIENT_MODES = ("auto", "backprop", "zeroth_order")
@@ -24,7 +24,7 @@ AUTOCAST_CHOICES = (None, "bfloat16", "float16")
 
 @dataclass
 class AlignmentConfig:
-    """Every constant of the method; defaults follow ``METHOD.md`` (the release).
+    """Every constant of the method; defaults follow the release (``docs/concepts/method.md``).
 
     Attributes
     ----------
@@ -190,9 +190,9 @@ def config_from(
         A value for every field of :class:`AlignmentConfig`; the fields in
         :data:`MODEL_DEPENDENT_SETTINGS` may be None.
     model_defaults : dict, optional
-        The model's values of those fields (e.g. the embedded model's
-        ``nulltta.shapes.model.ALIGNMENT_DEFAULTS``); missing ones fall back to
-        :class:`AlignmentConfig`'s defaults, which are the release's.
+        The model's values of those fields (its
+        :attr:`~nulltta.profiles.ModelProfile.defaults`); missing ones fall back
+        to :class:`AlignmentConfig`'s defaults, which are the release's.
     """
     release = AlignmentConfig()
     resolved = dict(settings)

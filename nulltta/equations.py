@@ -200,6 +200,7 @@ def zeroth_order_gradient(
     num_samples: int = 4,
     smoothing: float = 0.02,
     generator: torch.Generator | None = None,
+    directions: Tensor | None = None,
 ) -> Tensor:
     """Gaussian-smoothing estimate of the gradient of a black-box objective.
 
@@ -221,6 +222,9 @@ def zeroth_order_gradient(
         ``mu``, the perturbation radius.
     generator : torch.Generator, optional
         Source of the directions ``v_k``.
+    directions : Tensor, optional
+        ``(K, B, ...)`` directions to use instead of drawing them (so that each
+        of ``B`` trajectories can draw its own from its own generator).
 
     Returns
     -------
@@ -230,9 +234,18 @@ def zeroth_order_gradient(
     """
     if num_samples < 1 or smoothing <= 0:
         raise ValueError("zeroth_order_gradient needs num_samples >= 1 and smoothing > 0")
-    directions = torch.randn(
-        (num_samples, *params.shape), generator=generator, device=params.device, dtype=params.dtype
-    )
+    if directions is None:
+        directions = torch.randn(
+            (num_samples, *params.shape),
+            generator=generator,
+            device=params.device,
+            dtype=params.dtype,
+        )
+    elif directions.shape != (num_samples, *params.shape):
+        raise ValueError(
+            f"directions of shape {tuple(directions.shape)} do not match "
+            f"(num_samples, *params.shape) = {(num_samples, *params.shape)}"
+        )
     perturbed = params.unsqueeze(0) + smoothing * directions
     batch = torch.cat([params, perturbed.flatten(0, 1)], dim=0)
     values = objective(batch).reshape(num_samples + 1, params.shape[0])

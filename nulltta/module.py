@@ -1,20 +1,31 @@
 """``NullTextModule``: the LightningModule whose only parameter is phi'.
 
-One ``training_step`` is one denoising step of ``METHOD.md``, numbered as
-there. The pipeline's networks and the reward stay outside the module
-(frozen, never registered as submodules), so ``named_parameters()`` yields
-exactly one tensor. The trajectory state (current latent, cached conditional
-prediction, history) lives in :attr:`NullTextModule.trajectory`, so the
+One ``training_step`` is one denoising step of the method
+(``docs/concepts/method.md``), numbered as there, for ``B`` trajectories at
+once: different prompts and/or seeds, one UNet, VAE and reward call per inner
+step for all of them. phi' is one ``(B, ...)`` parameter; the objective is a
+sum over trajectories whose gradient is block-diagonal, each row has its own
+Adam state (:class:`~nulltta.optim.TrajectoryAdam`) and its own generator, so
+a batch of ``B`` equals ``B`` single runs.
+
+The pipeline's networks and the reward stay outside the module (frozen,
+never registered as submodules), so ``named_parameters()`` yields exactly
+one tensor. The trajectory state (current latents, cached conditional
+prediction, records) lives in :attr:`NullTextModule.trajectory`, so the
 module can be driven by our own loop (``nulltta.loop``) or by a Lightning
 ``Trainer`` fed the step indices ``0 .. T-1``.
+
+Nothing in a denoising step waits for the device: finiteness checks and
+skips are masks, and what a step records stays on the device until
+:meth:`~nulltta.trajectory.Trajectory.histories` reads it at the end.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 from lightning import LightningModule
 from torch import Tensor, nn
 
@@ -31,11 +42,17 @@ from .equations import (
     tweedie_x0,
     zeroth_order_gradient,
 )
+from .optim import TrajectoryAdam
 from .rewards import Reward
 from .speedups import Plateau, autocast, downscale_latents, gradient_checkpointing, strided_schedule
-from .trajectory import Trajectory, inner_step_row, reset_optimizer_state
+from .trajectory import INNER_FIELDS, StepRecord, Trajectory, reset_optimizer_state
 
 __all__ = ["NullTextModule"]
+
+
+def _tile(x: Tensor, repeats: int) -> Tensor:
+    """``repeats`` copies of ``x`` along the batch (k-major); ``x`` itself when 1."""
+    return x if repeats == 1 else x.repeat(repeats, *[1] * (x.ndim - 1))
 
 
 class _Frozen:
@@ -47,7 +64,7 @@ class _Frozen:
 
 
 class NullTextModule(LightningModule):
-    """phi' and one denoising step with its inner optimisation.
+    """phi' and one denoising step with its inner optimisation, for B trajectories.
 
     Parameters
     ----------
@@ -87,25 +104,51 @@ class NullTextModule(LightningModule):
     # --- set-up --------------------------------------------------------------
     def start_trajectory(
         self,
-        prompt: str,
+        prompts: str | Sequence[str],
         height: int,
         width: int,
-        generator: torch.Generator | None,
-        batch_size: int = 1,
+        generators: torch.Generator | Sequence[torch.Generator | None] | None,
         negative_prompt: str | None = None,
         latents: Tensor | None = None,
     ) -> Trajectory:
-        """Encode the prompt, set the timesteps, draw x_T and reset phi' to phi."""
+        """Encode the prompts, set the timesteps, draw each x_T and reset phi' to phi.
+
+        Parameters
+        ----------
+        prompts : str or sequence of str
+            One prompt per trajectory (a string is one trajectory).
+        height, width : int
+            Image size.
+        generators : torch.Generator or sequence of them
+            One generator per trajectory: it draws that trajectory's x_T and
+            every later noise, exactly as a run of that trajectory alone would.
+        negative_prompt : str, optional
+            Text whose embedding is phi (and phi''s start); None means "".
+        latents : Tensor, optional
+            ``(B, ...)`` initial latents instead of drawing them.
+
+        """
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not isinstance(generators, (list, tuple)):
+            generators = [generators] * len(prompts) if len(prompts) == 1 else [generators]
+        if len(generators) != len(prompts):
+            raise ValueError(
+                f"got {len(generators)} generator(s) for {len(prompts)} prompts; pass one "
+                "generator per trajectory (each trajectory draws its own noise)"
+            )
         adapter, config = self.adapter, self.config
-        cond, null = adapter.encode_prompt(prompt, negative_prompt)
-        cond, null = repeat_embeddings(cond, batch_size), repeat_embeddings(null, batch_size)
+        encoded = [adapter.encode_prompt(prompt, negative_prompt) for prompt in prompts]
+        cond = cat_embeddings([c for c, _ in encoded])
+        null = repeat_embeddings(encoded[0][1], len(prompts))  # phi is the same for every row
         timesteps = adapter.set_timesteps(config.num_inference_steps)
         if latents is None:
-            latents = adapter.prepare_latents(batch_size, height, width, generator)
+            latents = torch.cat(
+                [adapter.prepare_latents(1, height, width, generator) for generator in generators]
+            )
         null_packed = adapter.pack_null(null).detach()
         self.null_embedding.data = null_packed.clone()
         self.trajectory = Trajectory(
-            prompts=[prompt] * batch_size,
+            prompts=prompts,
             cond=cond,
             null=null,
             null_packed=null_packed,
@@ -118,20 +161,23 @@ class NullTextModule(LightningModule):
                 config.optimize_every,
             ),
             latents=latents.float(),
-            generator=generator,
+            generators=list(generators),
         )
         return self.trajectory
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam on phi' alone (its state is reset at every timestep)."""
-        return torch.optim.Adam([self.null_embedding], lr=self.config.learning_rate)
+        """Adam on phi' alone, one step count per trajectory (its state is reset every timestep)."""
+        return TrajectoryAdam([self.null_embedding], lr=self.config.learning_rate)
 
     # --- the networks, as the method uses them ---------------------------------
     def null_embeddings(self, packed: Tensor | None = None) -> Embeddings:
-        """Phi' (or ``packed``) as the embeddings the denoiser takes."""
+        """The embeddings the denoiser takes for phi' (or ``packed``, ``k * B`` rows)."""
         packed = self.null_embedding if packed is None else packed
         repeats = packed.shape[0] // self.trajectory.batch_size
-        return self.adapter.unpack_null(packed, repeat_embeddings(self.trajectory.null, repeats))
+        null = self.trajectory.null
+        if repeats != 1:
+            null = repeat_embeddings(null, repeats)
+        return self.adapter.unpack_null(packed, null)
 
     def predict_cfg(self, latents: Tensor, step_index: int) -> tuple[Tensor, Tensor]:
         """CFG noise with phi' and the conditional noise, in one batched UNet pass.
@@ -140,10 +186,8 @@ class NullTextModule(LightningModule):
         """
         traj = self.trajectory
         repeats = latents.shape[0] // traj.batch_size
-        null = self.null_embeddings(
-            self.null_embedding.detach().repeat(repeats, *[1] * (self.null_embedding.ndim - 1))
-        )
-        cond = repeat_embeddings(traj.cond, repeats)
+        null = self.null_embeddings(_tile(self.null_embedding.detach(), repeats))
+        cond = traj.cond if repeats == 1 else repeat_embeddings(traj.cond, repeats)
         both = self.adapter.predict_noise(
             torch.cat([latents, latents]), traj.timesteps[step_index], cat_embeddings([null, cond])
         )
@@ -151,10 +195,10 @@ class NullTextModule(LightningModule):
         return cfg_combine(eps_uncond, eps_cond, self.config.guidance_scale), eps_cond
 
     def score_images(self, images: Tensor) -> Tensor:
-        """Target reward of images (no graph), one score per row."""
+        """Target reward of decoded images (no graph), one score per row."""
         repeats = images.shape[0] // self.trajectory.batch_size
         with torch.no_grad():
-            return self.reward(images, self.trajectory.prompts * repeats)
+            return self.reward.score_trusted(images, self.trajectory.prompts * repeats)
 
     def objective(
         self,
@@ -173,8 +217,7 @@ class NullTextModule(LightningModule):
         """
         traj, config = self.trajectory, self.config
         repeats = null_packed.shape[0] // traj.batch_size
-        tile = lambda x: x.repeat(repeats, *[1] * (x.ndim - 1))  # noqa: E731
-        latents, eps_cond = tile(latents), tile(eps_cond)
+        latents, eps_cond = _tile(latents, repeats), _tile(eps_cond, repeats)
         with autocast(self.adapter.device, config.autocast_dtype):
             eps_uncond = self.adapter.predict_noise(
                 latents, coefficients.timestep, self.null_embeddings(null_packed)
@@ -182,7 +225,7 @@ class NullTextModule(LightningModule):
             eps = cfg_combine(eps_uncond, eps_cond, config.guidance_scale)
             x0 = tweedie_x0(latents, eps, coefficients.signal, coefficients.noise)
             images = self.adapter.decode(downscale_latents(x0, config.decode_scale))
-        reward = self.reward(images.float(), traj.prompts * repeats)
+        reward = self.reward.score_trusted(images.float(), traj.prompts * repeats)
         kl_weight = config.kl_weight * self.kl_scale
         if eps_ref is None or kl_weight == 0:
             kl_local = kl_embedding = torch.zeros_like(reward)
@@ -193,14 +236,18 @@ class NullTextModule(LightningModule):
                 # transition to compare: the exact local KL is dropped there.
                 kl_local = torch.zeros_like(reward)
             else:
-                kl_local = local_kl(eps_uncond, tile(eps_ref), config.guidance_scale, coefficients)
-            kl_embedding = embedding_kl(null_packed, tile(traj.null_packed), config.sigma_phi_sq)
+                kl_local = local_kl(
+                    eps_uncond, _tile(eps_ref, repeats), config.guidance_scale, coefficients
+                )
+            kl_embedding = embedding_kl(
+                null_packed, _tile(traj.null_packed, repeats), config.sigma_phi_sq
+            )
         value = self.reward_weight * reward - kl_weight * (kl_local + kl_embedding)
         return value, {"reward": reward, "kl_local": kl_local, "kl_embedding": kl_embedding}
 
     # --- one denoising step -------------------------------------------------
     def training_step(self, batch: Any, batch_idx: int = 0) -> dict[str, Any]:
-        """Steps 1-4 of METHOD.md at step index ``batch``; returns the transition."""
+        """Steps 1-4 of the method at step index ``batch``; returns the transition."""
         step_index = int(batch)
         traj, config = self.trajectory, self.config
         timestep = traj.timesteps[step_index]
@@ -208,6 +255,7 @@ class NullTextModule(LightningModule):
         latents = traj.latents
         num_inner = traj.inner_steps[step_index]
         adapter = self.adapter
+        kl_weight = config.kl_weight * self.kl_scale
 
         # 1. Conditional branch: once, without grad (the greedy winner's, if cached).
         eps_cond = traj.cached_cond_eps
@@ -219,24 +267,31 @@ class NullTextModule(LightningModule):
         # 2. Reference unconditional branch eps(x_t, t, phi): once, without grad,
         #    and only when the KL term is active at this step (same precision as step 3).
         eps_ref = None
-        if num_inner > 0 and config.kl_weight * self.kl_scale > 0:
+        if num_inner > 0 and kl_weight > 0:
             with torch.no_grad(), autocast(adapter.device, config.autocast_dtype):
                 eps_ref = adapter.predict_noise(latents, timestep, traj.null)
 
         # 3. Inner loop: num_inner ascent steps on phi' (warm start, fresh Adam).
-        inner_rows = self._optimise(latents, eps_cond, eps_ref, coefficients, num_inner)
+        inner = self._optimise(latents, eps_cond, eps_ref, coefficients, num_inner)
 
         # 4. Transition mean with the final phi'.
         with torch.no_grad():
             eps_uncond = adapter.predict_noise(latents, timestep, self.null_embeddings())
             eps = cfg_combine(eps_uncond, eps_cond, config.guidance_scale)
             mean = transition_mean(latents, eps, coefficients)
-        traj.phi.append(self.null_embedding.detach().cpu().clone())
-        return {
-            "mean": mean,
-            "std": coefficients.std,
-            "row": self._step_row(step_index, timestep, inner_rows),
-        }
+            phi = self.null_embedding.detach().clone()
+        traj.phi.append(phi)
+        record = StepRecord(
+            shared={
+                "step": step_index,
+                "timestep": int(timestep),
+                "kl_scale": float(self.kl_scale),
+                "lambda2": float(kl_weight),
+            },
+            per_trajectory={"phi_distance": (phi - traj.null_packed).flatten(1).norm(dim=1)},
+            inner=inner,
+        )
+        return {"mean": mean, "std": coefficients.std, "record": record}
 
     def _optimise(
         self,
@@ -245,56 +300,63 @@ class NullTextModule(LightningModule):
         eps_ref: Tensor | None,
         coefficients: StepCoefficients,
         num_inner: int,
-    ) -> list[dict[str, Any]]:
+    ) -> dict[str, Tensor]:
         if num_inner == 0:
-            return []
+            return {}
         optimizer = self.optimizers()
         reset_optimizer_state(optimizer)
-        plateau = Plateau(self.config.early_stop_patience, self.config.early_stop_tolerance)
         networks = self.adapter.frozen_modules()
         with gradient_checkpointing(networks, self.config.gradient_checkpointing):
-            return self._inner_loop(
-                optimizer, plateau, latents, eps_cond, eps_ref, coefficients, num_inner
-            )
+            return self._inner_loop(optimizer, latents, eps_cond, eps_ref, coefficients, num_inner)
 
     def _inner_loop(
         self,
         optimizer: Any,
-        plateau: Plateau,
         latents: Tensor,
         eps_cond: Tensor,
         eps_ref: Tensor | None,
         coefficients: StepCoefficients,
         num_inner: int,
-    ) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
+    ) -> dict[str, Tensor]:
+        """``num_inner`` ascent steps on every trajectory's phi', recorded as ``(B, n)`` tensors.
+
+        A trajectory whose objective or gradient is not finite at a step skips
+        it (phi', Adam moments and step count unchanged); one that has stopped
+        early (the plateau option) skips every later step. Both are masks:
+        only the plateau option reads a value on the host (to end the loop
+        once every trajectory has stopped).
+        """
+        phi = self.null_embedding
+        per_row = (phi.shape[0],) + (1,) * (phi.ndim - 1)
+        plateau = Plateau(self.config.early_stop_patience, self.config.early_stop_tolerance)
+        active = torch.ones(phi.shape[0], dtype=torch.bool, device=phi.device)
+        columns: dict[str, list[Tensor]] = {key: [] for key in (*INNER_FIELDS, "skipped", "active")}
         for _ in range(num_inner):
+            optimizer.zero_grad()
             if self.zeroth_order:
                 with torch.no_grad():
-                    grad, values, parts = self._zeroth_order_step(
+                    ascent, values, parts = self._zeroth_order_step(
                         latents, eps_cond, eps_ref, coefficients
                     )
-                finite = bool(torch.isfinite(grad).all() and torch.isfinite(values).all())
-                if finite:
-                    optimizer.zero_grad()
-                    self.null_embedding.grad = -grad  # Adam minimises -J
-                    optimizer.step()
+                phi.grad = -ascent  # Adam minimises -J
             else:
-                values, parts = self.objective(
-                    self.null_embedding, latents, eps_cond, eps_ref, coefficients
-                )
-                finite = bool(torch.isfinite(values).all())
-                if finite:
-                    optimizer.zero_grad()
-                    self.manual_backward(-values.sum())
-                    grad = self.null_embedding.grad
-                    finite = bool(torch.isfinite(grad).all())
-                    if finite:
-                        optimizer.step()
-            rows.append(inner_step_row(values, parts, grad if finite else None, skipped=not finite))
-            if plateau.should_stop(rows[-1]["objective"]):
-                break  # early stop: the objective has stopped improving
-        return rows
+                values, parts = self.objective(phi, latents, eps_cond, eps_ref, coefficients)
+                self.manual_backward(-values.sum())
+            wanted = torch.isfinite(values) & active
+            # Rows to skip get a NaN gradient: TrajectoryAdam leaves non-finite rows alone.
+            phi.grad.masked_fill_(~wanted.view(per_row), float("nan"))
+            optimizer.step()
+            updated = getattr(optimizer, "optimizer", optimizer).last_updated
+            for key, value in (("objective", values), *parts.items()):
+                columns[key].append(value.detach())
+            columns["grad_norm"].append(phi.grad.detach().flatten(1).norm(dim=1))
+            columns["skipped"].append(active & ~updated)
+            columns["active"].append(active)
+            if plateau.enabled:
+                active = active & ~plateau.update(values.detach())
+                if not bool(active.any()):  # the one host read, with early stop only
+                    break
+        return {key: torch.stack(column, dim=1) for key, column in columns.items()}
 
     def _zeroth_order_step(
         self,
@@ -303,8 +365,11 @@ class NullTextModule(LightningModule):
         eps_ref: Tensor | None,
         coefficients: StepCoefficients,
     ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Gradient estimate of J per trajectory, with J and its parts at phi' itself."""
         recorded: dict[str, Tensor] = {}
-        batch = self.trajectory.batch_size
+        traj, config = self.trajectory, self.config
+        batch = traj.batch_size
+        phi = self.null_embedding.detach()
 
         def objective(params: Tensor) -> Tensor:
             values, parts = self.objective(params, latents, eps_cond, eps_ref, coefficients)
@@ -312,49 +377,28 @@ class NullTextModule(LightningModule):
             recorded["value"] = values[:batch]
             return values
 
+        # Each trajectory draws its own directions, as a run of it alone would.
+        draws = traj.randn((config.zo_samples, 1, *phi.shape[1:]), phi.device, phi.dtype)
+        directions = draws.squeeze(2).transpose(0, 1)  # (K, B, ...)
         grad = zeroth_order_gradient(
             objective,
-            self.null_embedding.detach(),
-            num_samples=self.config.zo_samples,
-            smoothing=self.config.zo_smoothing,
-            generator=self.trajectory.generator,
+            phi,
+            num_samples=config.zo_samples,
+            smoothing=config.zo_smoothing,
+            directions=directions,
         )
         values = recorded.pop("value")
         return grad, values, recorded
 
-    def _step_row(
-        self, step_index: int, timestep: int, inner: list[dict[str, Any]]
-    ) -> dict[str, Any]:
-        last = inner[-1] if inner else {}
-        return {
-            "step": step_index,
-            "timestep": int(timestep),
-            "kl_scale": float(self.kl_scale),
-            "lambda2": float(self.config.kl_weight * self.kl_scale),
-            "inner_steps": len(inner),
-            "skipped_steps": sum(row["skipped"] for row in inner),
-            "objective": last.get("objective"),
-            "reward": last.get("reward"),
-            "kl_local": last.get("kl_local"),
-            "kl_embedding": last.get("kl_embedding"),
-            "grad_norm": last.get("grad_norm"),
-            "phi_distance": float(
-                (self.null_embedding.detach() - self.trajectory.null_packed).norm()
-            ),
-            "inner": inner,
-        }
-
     # --- advancing the trajectory -----------------------------------------------
     def on_train_batch_end(self, outputs: dict[str, Any], batch: Any, batch_idx: int) -> None:
-        """Move to x_{t-1}: the greedy winner if a callback chose one, else ancestral."""
+        """Move to x_{t-1}: the greedy winners if a callback chose them, else ancestral."""
         traj = self.trajectory
         if outputs.get("next_latents") is not None:
             traj.latents = outputs["next_latents"]
             traj.cached_cond_eps = outputs.get("next_cond_eps")
         else:
             mean = outputs["mean"]
-            noise = randn_tensor(
-                mean.shape, generator=traj.generator, device=mean.device, dtype=mean.dtype
-            )
+            noise = traj.randn((1, *mean.shape[1:]), mean.device, mean.dtype).flatten(0, 1)
             traj.latents = mean + outputs["std"] * noise
-        traj.history.append(outputs["row"])
+        traj.records.append(outputs["record"])

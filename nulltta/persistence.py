@@ -2,7 +2,8 @@
 
 :func:`save_fitted` writes every fitted attribute of the estimator (each
 instance attribute whose name ends in ``_`` and does not start with one),
-except the live objects ``module_``, ``pipeline_`` and ``reward_fn_``. Pipelines
+except the live objects ``module_``, ``pipeline_``, ``reward_fn_`` and ``profile_``
+(the model's profile, found again from the pipeline). Pipelines
 and reward objects are not saved: pass them again to ``NullTextAligner.load``.
 A folder holds:
 
@@ -43,7 +44,7 @@ __all__ = ["FORMAT_VERSION", "LIVE_ATTRIBUTES", "fitted_attributes", "load_fitte
 #: Version of the folder layout written by :func:`save_fitted`.
 FORMAT_VERSION = 2
 #: Fitted attributes that hold live objects and are never saved.
-LIVE_ATTRIBUTES = ("module_", "pipeline_", "reward_fn_")
+LIVE_ATTRIBUTES = ("module_", "pipeline_", "reward_fn_", "profile_")
 _TENSORS = "fitted.safetensors"
 
 

@@ -79,7 +79,11 @@ def strided_schedule(inner_steps: list[int], every: int) -> list[int]:
 
 
 class Plateau:
-    """Say when a maximised objective has not improved for ``patience`` steps.
+    """Say when a maximised objective has not improved for ``patience`` steps, per trajectory.
+
+    Works on a ``(B,)`` tensor of objective values per inner step, one per
+    trajectory, on the device (NaN counts as no improvement, like a skipped
+    step); :meth:`should_stop` is the one-trajectory form for Python floats.
 
     Parameters
     ----------
@@ -94,15 +98,28 @@ class Plateau:
     def __init__(self, patience: int | None, tolerance: float = 0.0) -> None:
         self.patience = patience
         self.tolerance = tolerance
-        self.best = float("-inf")
-        self.waited = 0
+        self.best: Tensor | None = None
+        self.waited: Tensor | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this plateau can ever stop (``patience`` is set)."""
+        return self.patience is not None
+
+    def update(self, values: Tensor) -> Tensor:
+        """Record one inner step's ``(B,)`` objectives; return the ``(B,)`` mask of stopped rows."""
+        values = values.detach()
+        if self.best is None or self.waited is None:
+            self.best = torch.full_like(values, float("-inf"))
+            self.waited = torch.zeros_like(values)
+        improved = values > self.best + self.tolerance
+        self.best = torch.where(improved, values, self.best)
+        self.waited = torch.where(improved, torch.zeros_like(self.waited), self.waited + 1)
+        if self.patience is None:
+            return torch.zeros_like(improved)
+        return self.waited >= self.patience
 
     def should_stop(self, value: float | None) -> bool:
         """Record one objective value (None for a skipped step); True once it has plateaued."""
-        if self.patience is None:
-            return False
-        if value is not None and value > self.best + self.tolerance:
-            self.best, self.waited = value, 0
-        else:
-            self.waited += 1
-        return self.waited >= self.patience
+        value = float("nan") if value is None else value
+        return bool(self.update(torch.tensor([value], dtype=torch.float64))[0])

@@ -16,6 +16,7 @@ import torch
 
 __all__ = [
     "TINY_WORDS",
+    "sd15_random_pipeline",
     "sd_ddim_scheduler",
     "tiny_clip_tokenizer",
     "tiny_stable_diffusion_pipeline",
@@ -179,6 +180,73 @@ def tiny_stable_diffusion_pipeline(
         text_encoder=text_encoder.eval(),
         tokenizer=tokenizer,
         scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def sd15_random_pipeline(seed: int = 0):
+    """A ``StableDiffusionPipeline`` of Stable Diffusion 1.5's architecture, random weights.
+
+    For speed and memory benchmarks: the UNet (860 M parameters) and the VAE
+    have SD1.5's exact configs, so a pass costs what it costs with the real
+    weights; the text encoder has one layer (it only makes ``c`` and phi,
+    77 x 768) over the small local tokenizer. Float32, CPU, eval mode.
+    """
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
+        block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=768,
+        attention_head_dim=8,
+        norm_num_groups=32,
+        act_fn="silu",
+        flip_sin_to_cos=True,
+        freq_shift=0,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(128, 256, 512, 512),
+        layers_per_block=2,
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=512,
+        scaling_factor=0.18215,
+    )
+    tokenizer = tiny_clip_tokenizer(max_length=77)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=768,
+            intermediate_size=1024,
+            num_hidden_layers=1,
+            num_attention_heads=12,
+            max_position_embeddings=77,
+            vocab_size=len(tokenizer),
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    )
+    pipeline = StableDiffusionPipeline(
+        unet=unet.eval(),
+        vae=vae.eval(),
+        text_encoder=text_encoder.eval(),
+        tokenizer=tokenizer,
+        scheduler=sd_ddim_scheduler(),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

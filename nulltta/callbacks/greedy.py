@@ -1,11 +1,10 @@
-"""Greedy candidate selection: keep the best of K draws of x_{t-1} (step 5 of METHOD.md)."""
+"""Greedy candidate selection: keep the best of K draws of x_{t-1} (step 5 of the method)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 from lightning import Callback
 from torch import Tensor
 from typing_extensions import override
@@ -16,7 +15,12 @@ __all__ = ["GreedySelection", "pick_best"]
 
 
 def pick_best(scores: Tensor, num_candidates: int, batch_size: int) -> Tensor:
-    """Row indices of the best candidate per image, for k-major rows ``k * B + b``."""
+    """Row indices of the best candidate per trajectory, for k-major rows ``k * B + b``.
+
+    A NaN score never wins (as released, it counts as minus infinity); ties go
+    to the lowest ``k``.
+    """
+    scores = torch.nan_to_num(scores, nan=float("-inf"))
     best_k = scores.reshape(num_candidates, batch_size).argmax(0)
     return best_k * batch_size + torch.arange(batch_size, device=scores.device)
 
@@ -58,9 +62,10 @@ class GreedySelection(Callback):
             return module.score_images(module.adapter.decode(x0)), eps_cond
 
     def _draw(self, module: Any, mean: Tensor, std: float) -> Tensor:
-        traj = module.trajectory
-        shape = (self.num_candidates * mean.shape[0], *mean.shape[1:])
-        noise = randn_tensor(shape, generator=traj.generator, device=mean.device, dtype=mean.dtype)
+        """K candidates around each trajectory's mean, k-major, each from its own generator."""
+        noise = module.trajectory.randn_k_major(
+            self.num_candidates, mean.shape[1:], mean.device, mean.dtype
+        )
         return mean.repeat(self.num_candidates, *[1] * (mean.ndim - 1)) + std * noise
 
     @override
@@ -88,11 +93,14 @@ class GreedySelection(Callback):
         step_index = int(batch)
         candidates = self._draw(pl_module, outputs["mean"], outputs["std"])
         scores, eps_cond = self._score_candidates(pl_module, candidates, step_index + 1)
-        best = pick_best(scores, self.num_candidates, pl_module.trajectory.batch_size)
+        batch_size = pl_module.trajectory.batch_size
+        best = pick_best(scores, self.num_candidates, batch_size)
         outputs["next_latents"] = candidates[best]
         outputs["next_cond_eps"] = None if eps_cond is None else eps_cond[best]
-        outputs["row"]["candidate_rewards"] = [float(s) for s in scores]
-        outputs["row"]["selected_reward"] = float(scores[best].mean())
+        record = outputs["record"].per_trajectory
+        record["candidate_rewards"] = scores.reshape(self.num_candidates, batch_size).T
+        record["selected_reward"] = scores[best]
+        record["selected_candidate"] = torch.div(best, batch_size, rounding_mode="floor")
 
     @override
     def state_dict(self) -> dict[str, Any]:

@@ -39,7 +39,10 @@ def peak_rss_mb() -> float:
 
 
 class MemoryProfiler(Callback):
-    """Write each step's peak memory into its history row (``peak_memory_mb``).
+    """Write each step's peak memory into its history rows (``peak_memory_mb``).
+
+    Opt-in (``NullTextAligner(profile_memory=True)``): on CUDA, reading the
+    peak waits for the device at every step.
 
     On CUDA this is ``torch.cuda.max_memory_allocated`` since the step began;
     on CPU, the process's peak resident set size since the step began (Linux;
@@ -66,9 +69,10 @@ class MemoryProfiler(Callback):
     ) -> None:
         """Record the peak since the step began."""
         device = self._device(pl_module)
+        shared = outputs["record"].shared
         if device.type == "cuda":
-            outputs["row"]["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-            outputs["row"]["memory_kind"] = "cuda_max_allocated"
+            shared["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+            shared["memory_kind"] = "cuda_max_allocated"
         else:
-            outputs["row"]["peak_memory_mb"] = peak_rss_mb()
-            outputs["row"]["memory_kind"] = "process_peak_rss"
+            shared["peak_memory_mb"] = peak_rss_mb()
+            shared["memory_kind"] = "process_peak_rss"

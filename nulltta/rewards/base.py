@@ -201,6 +201,30 @@ class Reward(Metric):
         self._update_count += 1
         return scores
 
+    def score_trusted(self, images: Tensor, prompts: list[str]) -> Tensor:
+        """Score images the caller guarantees are valid, for the alignment loop's hot path.
+
+        The caller promises ``(B, 3, H, W)`` float images in [0, 1] (the
+        adapters' decoders clamp to that range) and one prompt per image. The
+        range check of :meth:`forward` is skipped because it reads the images'
+        minimum and maximum on the host, a device sync on every inner step; the
+        running mean is not accumulated. Gradients flow as through
+        :meth:`forward`.
+
+        Returns
+        -------
+        Tensor
+            ``(B,)`` float32 scores.
+
+        """
+        scores = self.score(images, prompts)
+        if scores.shape != (images.shape[0],):
+            raise RuntimeError(
+                f"{type(self).__name__}.score returned shape {tuple(scores.shape)}, "
+                f"expected ({images.shape[0]},): one score per image."
+            )
+        return scores.float()
+
     def update(self, images: Tensor, prompts: str | Sequence[str] | None = None) -> None:
         """Accumulate scores of a batch without building a graph."""
         with torch.no_grad():

@@ -15,3 +15,11 @@ def tiny_pipe():
 def fast_kwargs():
     """Settings that make one fit take well under a second on the tiny pipeline."""
     return {"num_inference_steps": 8, "n_min": 1, "n_max": 3, "progress": False}
+
+
+@pytest.fixture(scope="session")
+def embedded_pipe():
+    """The embedded model (trained weights: its UNet responds to the text), loaded once."""
+    from nulltta.shapes.model import load_embedded_pipeline
+
+    return load_embedded_pipeline()

@@ -68,7 +68,8 @@ def test_only_phi_gets_gradients_and_weights_stay_identical(tiny_pipe, fast_kwar
 
 
 def test_phi_moves_and_history_is_complete(tiny_pipe, fast_kwargs):
-    aligner = NullTextAligner(tiny_pipe, "brightness", **fast_kwargs).fit(PROMPT)
+    aligner = NullTextAligner(tiny_pipe, "brightness", profile_memory=True, **fast_kwargs)
+    aligner.fit(PROMPT)
     history = aligner.history_
     assert len(history) == 8
     assert history[:, "inner_steps"] == aligner.module_.trajectory.inner_steps

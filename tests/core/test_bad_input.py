@@ -89,9 +89,9 @@ def test_long_prompt_warns_that_it_was_truncated(tiny_pipe):
         )
 
 
-@pytest.mark.parametrize("prompt", ["", "   ", ["a", "b"]])
-def test_prompt_must_be_one_string(tiny_pipe, prompt):
-    with pytest.raises(ValueError, match="one non-empty string"):
+@pytest.mark.parametrize("prompt", ["", "   ", ["a red circle", ""], [], [3]])
+def test_every_prompt_must_be_a_non_empty_string(tiny_pipe, prompt):
+    with pytest.raises(ValueError, match="non-empty"):
         NullTextAligner(tiny_pipe, "brightness").fit(prompt)
 
 

@@ -12,8 +12,9 @@ from nulltta.config import AlignmentConfig
 from nulltta.equations import annealing_schedule
 from nulltta.loop import run_denoising_loop
 from nulltta.module import NullTextModule
+from nulltta.optim import TrajectoryAdam
 from nulltta.rewards import Brightness
-from nulltta.trajectory import inner_step_row, reset_optimizer_state
+from nulltta.trajectory import StepRecord, Trajectory, reset_optimizer_state
 
 PROMPT = "a red circle"
 
@@ -34,36 +35,90 @@ def test_module_has_exactly_one_parameter(tiny_pipe):
 
 
 def test_reset_optimizer_state_equals_a_fresh_adam():
-    param = torch.nn.Parameter(torch.ones(3))
-    reused = torch.optim.Adam([param], lr=0.1)
+    param = torch.nn.Parameter(torch.ones(2, 3))
+    reused = TrajectoryAdam([param], lr=0.1)
     for _ in range(3):
-        param.grad = torch.ones(3)
+        param.grad = torch.ones(2, 3)
         reused.step()
     reset_optimizer_state(reused)
     twin = torch.nn.Parameter(param.detach().clone())
-    fresh = torch.optim.Adam([twin], lr=0.1)
-    param.grad = twin.grad = torch.tensor([1.0, -2.0, 0.5])
+    fresh = TrajectoryAdam([twin], lr=0.1)
+    param.grad = twin.grad = torch.tensor([[1.0, -2.0, 0.5], [0.3, 0.0, -4.0]])
     reused.step()
     fresh.step()
     torch.testing.assert_close(param, twin)
 
 
-def test_inner_step_row_means_and_marks_non_finite_values_as_none():
-    parts = {
-        "reward": torch.tensor([1.0, 3.0]),
-        "kl_local": torch.tensor([0.5, float("nan")]),
-        "kl_embedding": torch.tensor([float("inf"), 0.0]),
-    }
-    row = inner_step_row(torch.tensor([2.0, 4.0]), parts, torch.tensor([3.0, 4.0]), False)
-    assert row == {
-        "objective": 3.0,
-        "reward": 2.0,
-        "kl_local": None,
-        "kl_embedding": None,
-        "grad_norm": 5.0,
-        "skipped": False,
-    }
-    assert inner_step_row(torch.tensor([1.0]), parts, None, True)["grad_norm"] is None
+def test_trajectory_adam_equals_torch_adam_on_finite_steps():
+    generator = torch.Generator().manual_seed(0)
+    ours = torch.nn.Parameter(torch.randn(3, 4, 5, generator=generator))
+    reference = torch.nn.Parameter(ours.detach().clone())
+    mine, torch_adam = TrajectoryAdam([ours], lr=0.01), torch.optim.Adam([reference], lr=0.01)
+    for _ in range(25):
+        grad = torch.randn(3, 4, 5, generator=generator)
+        ours.grad, reference.grad = grad.clone(), grad.clone()
+        mine.step()
+        torch_adam.step()
+    torch.testing.assert_close(ours, reference, atol=1e-7, rtol=0)
+    assert mine.last_updated.tolist() == [True, True, True]
+
+
+def test_trajectory_adam_skips_a_non_finite_row_like_a_run_that_skipped_the_step():
+    generator = torch.Generator().manual_seed(1)
+    start = torch.randn(3, 4, 5, generator=generator)
+    stacked = torch.nn.Parameter(start.clone())
+    singles = [torch.nn.Parameter(start[b : b + 1].clone()) for b in range(3)]
+    ours = TrajectoryAdam([stacked], lr=0.05)
+    alone = [torch.optim.Adam([p], lr=0.05) for p in singles]
+    for step in range(12):
+        grad = torch.randn(3, 4, 5, generator=generator)
+        if step % 3 == 0:
+            grad[1, 0, 0] = float("nan")
+        if step % 4 == 1:
+            grad[2, 3, 1] = float("inf")
+        stacked.grad = grad.clone()
+        ours.step()
+        expected = [bool(torch.isfinite(grad[b]).all()) for b in range(3)]
+        assert ours.last_updated.tolist() == expected
+        for b in range(3):
+            if expected[b]:  # a single run skips the step: no Adam step, no count
+                singles[b].grad = grad[b : b + 1].clone()
+                alone[b].step()
+    for b in range(3):
+        torch.testing.assert_close(stacked[b : b + 1], singles[b], atol=1e-7, rtol=0)
+    steps = ours.state[stacked]["step"].tolist()
+    assert steps == [12, 8, 9]
+
+
+def test_histories_turn_records_into_rows_with_non_finite_values_as_none():
+    record = StepRecord(
+        shared={"step": 0},
+        per_trajectory={"phi_distance": torch.tensor([0.5, float("nan")])},
+        inner={
+            "objective": torch.tensor([[1.0, 2.0], [3.0, float("nan")]]),
+            "reward": torch.tensor([[0.1, 0.2], [0.3, 0.4]]),
+            "kl_local": torch.zeros(2, 2),
+            "kl_embedding": torch.tensor([[float("inf"), 0.0], [0.0, 0.0]]),
+            "grad_norm": torch.tensor([[5.0, 6.0], [7.0, float("nan")]]),
+            "skipped": torch.tensor([[False, False], [False, True]]),
+            "active": torch.tensor([[True, True], [True, True]]),
+        },
+    )
+    traj = Trajectory(
+        prompts=["a", "b"], cond={}, null={}, null_packed=torch.zeros(2, 1),
+        timesteps=[1], coefficients=[], inner_steps=[2], latents=torch.zeros(2, 1),
+        generators=[None, None], records=[record],
+    )  # fmt: skip
+    first, second = traj.histories()
+    inner = first[0]["inner"][0]
+    assert inner["kl_embedding"] is None and inner["skipped"] is False
+    assert [inner[k] for k in ("objective", "reward", "kl_local", "grad_norm")] == pytest.approx(
+        [1.0, 0.1, 0.0, 5.0]
+    )
+    assert first[0]["objective"] == 2.0 and first[0]["phi_distance"] == 0.5
+    assert second[0]["phi_distance"] is None
+    assert second[0]["skipped_steps"] == 1 and second[0]["inner"][1]["grad_norm"] is None
+    assert second[0]["objective"] is None and second[0]["inner_steps"] == 2
 
 
 def test_annealing_callback_sets_tau(tiny_pipe):
@@ -76,9 +131,11 @@ def test_annealing_callback_sets_tau(tiny_pipe):
     assert module.kl_scale == 1.0
 
 
-def test_pick_best_is_k_major():
+def test_pick_best_is_k_major_and_never_picks_nan():
     scores = torch.tensor([0.1, 0.9, 0.5, 0.2, 0.7, 0.3])  # K = 3, B = 2
     assert pick_best(scores, 3, 2).tolist() == [4, 1]
+    with_nan = torch.tensor([0.1, float("nan"), float("nan"), 0.2, 0.7, 0.3])
+    assert pick_best(with_nan, 3, 2).tolist() == [4, 5]
 
 
 def test_a_lightning_trainer_drives_the_module_like_our_loop(tiny_pipe):
@@ -100,7 +157,7 @@ def test_a_lightning_trainer_drives_the_module_like_our_loop(tiny_pipe):
     torch.testing.assert_close(
         module.trajectory.latents, ours.trajectory.latents, atol=1e-5, rtol=0
     )
-    assert len(module.trajectory.history) == 6
+    assert len(module.trajectory.records) == 6
 
 
 def test_user_callbacks_see_every_step(tiny_pipe):
@@ -111,13 +168,15 @@ def test_user_callbacks_see_every_step(tiny_pipe):
             self.rewards = []
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            self.rewards.append(outputs["row"]["reward"])
+            self.rewards.append(outputs["record"].inner["reward"][:, -1].clone())
 
     recorder = Recorder()
-    NullTextAligner(
+    aligner = NullTextAligner(
         tiny_pipe, "brightness", num_inference_steps=5, n_min=1, n_max=2, callbacks=[recorder]
     ).fit(PROMPT)
-    assert len(recorder.rewards) == 5 and all(r is not None for r in recorder.rewards)
+    assert len(recorder.rewards) == 5
+    history_rewards = aligner.history_[:, "reward"]
+    assert [float(r[0]) for r in recorder.rewards] == pytest.approx(history_rewards, abs=1e-7)
 
 
 def test_history_indexing_and_json(tmp_path):
