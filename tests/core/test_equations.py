@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -11,6 +12,7 @@ from nulltta.equations import (
     StepCoefficients,
     annealing_schedule,
     cfg_combine,
+    ddpm_coefficients,
     embedding_kl,
     exact_local_kl,
     inner_steps_schedule,
@@ -229,3 +231,70 @@ def test_zeroth_order_gradient_evaluates_one_batch():
 
     zeroth_order_gradient(objective, torch.zeros(2, 3), num_samples=4)
     assert calls == [10]  # (K + 1) * B rows in one call
+
+
+# ---------------------------------------------------------------- what mutation testing asked for
+def test_paper_local_kl_and_embedding_kl_equal_a_hand_computation():
+    # s = 7.5 (s^2 != 2 s), eps_u0 != 0 and sigma_phi^2 = 0.01 (1 / (2 var) != 2 var).
+    eps_u, eps_u0 = torch.randn(3, 2, 4), torch.randn(3, 2, 4)
+    c = _coefficients(lam=0.37)
+    expected = 7.5**2 * 0.37 * ((eps_u - eps_u0) ** 2).sum((1, 2))
+    torch.testing.assert_close(paper_local_kl(eps_u, eps_u0, 7.5, c), expected)
+    phi, phi_ref = torch.randn(3, 5), torch.randn(3, 5)
+    expected = ((phi - phi_ref) ** 2).sum(1) / (2 * 0.01)
+    torch.testing.assert_close(embedding_kl(phi, phi_ref, 0.01), expected)
+
+
+def test_the_release_defaults_are_the_functions_defaults():
+    assert inner_steps_schedule(100, 5, 25) == inner_steps_schedule(100, 5, 25, 0.008)
+    assert annealing_schedule(100) == annealing_schedule(100, 0.008)
+    assert ddpm_coefficients(0.5, 0.6) == ddpm_coefficients(0.5, 0.6, "fixed_small")
+    defaults = inspect.signature(zeroth_order_gradient).parameters
+    assert (defaults["num_samples"].default, defaults["smoothing"].default) == (4, 0.02)
+
+
+def test_error_messages_name_the_fix():
+    def message(call, *args):
+        with pytest.raises(ValueError) as info:
+            call(*args)
+        return str(info.value)
+
+    x = torch.zeros(1, 2)
+    assert message(to_epsilon, x, x, 1.0, 1.0, "x0") == (
+        "unknown prediction_type 'x0'; expected 'epsilon', 'v_prediction' or 'sample'"
+    )
+    assert message(exact_local_kl, x, x, 7.5, _coefficients(std=0.0)) == (
+        "the exact local KL needs a stochastic transition (sigma_t > 0); use eta > 0 "
+        "or kl_mode='paper'"
+    )
+    assert message(ddpm_coefficients, 0.5, 0.6, "learned") == (
+        "DDPM variance_type 'learned' is not Gaussian-fixed; use 'fixed_small' or 'fixed_large'"
+    )
+    expected = "zeroth_order_gradient needs num_samples >= 1 and smoothing > 0"
+    assert message(zeroth_order_gradient, lambda b: b.sum(1), x, 0) == expected
+    assert message(zeroth_order_gradient, lambda b: b.sum(1), x, 4, 0.0) == expected
+    assert message(zeroth_order_gradient, lambda b: b.sum(1), x, 4, -0.1) == expected
+
+
+def test_zeroth_order_gradient_takes_one_direction():
+    estimate = zeroth_order_gradient(lambda b: b.sum(1), torch.zeros(2, 3), 1, 0.5)
+    assert estimate.shape == (2, 3) and torch.isfinite(estimate).all()
+
+
+def test_zeroth_order_directions_come_from_the_generator_on_the_params_device_and_dtype():
+    params = torch.randn(2, 3, dtype=torch.float64)
+
+    def objective(batch):
+        return (batch**2).sum(1)
+
+    estimate = zeroth_order_gradient(
+        objective, params, 3, 0.1, generator=torch.Generator().manual_seed(7)
+    )
+    v = torch.randn((3, 2, 3), generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    differences = objective((params + 0.1 * v).flatten(0, 1)).reshape(3, 2) - objective(params)
+    expected = (differences[..., None] * v).sum(0) / (3 * 0.1)
+    torch.testing.assert_close(estimate, expected, rtol=1e-12, atol=1e-12)
+    half = zeroth_order_gradient(objective, params.bfloat16(), 3, 0.1)
+    assert half.dtype == torch.bfloat16
+    meta = zeroth_order_gradient(lambda b: b.sum(1), torch.zeros(2, 3, device="meta"), 3)
+    assert meta.device.type == "meta"  # drawn where the parameters are (a GPU, say)
