@@ -20,6 +20,7 @@ from PIL import Image, PngImagePlugin
 from .adapters import UnsupportedPipelineError
 from .bench.cli import add_bench_parser, run_bench
 from .cli_args import add_method_arguments, aligner_kwargs
+from .run import add_run_parser, run_run
 
 __all__ = ["build_parser", "main"]
 
@@ -107,13 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(subparsers)
     subparsers.add_parser("rewards", help="list the rewards and whether their weights are found")
     add_bench_parser(subparsers)
+    add_run_parser(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nulltta`` command."""
     args = build_parser().parse_args(argv)
-    commands = {"generate": _run_generate, "rewards": _run_rewards, "bench": run_bench}
+    commands = {
+        "generate": _run_generate,
+        "rewards": _run_rewards,
+        "bench": run_bench,
+        "run": run_run,
+    }
     try:
         return commands[args.command](args)
     except (ValueError, FileNotFoundError, UnsupportedPipelineError) as error:
