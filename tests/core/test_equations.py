@@ -298,3 +298,32 @@ def test_zeroth_order_directions_come_from_the_generator_on_the_params_device_an
     assert half.dtype == torch.bfloat16
     meta = zeroth_order_gradient(lambda b: b.sum(1), torch.zeros(2, 3, device="meta"), 3)
     assert meta.device.type == "meta"  # drawn where the parameters are (a GPU, say)
+
+
+def test_zeroth_order_defaults_are_four_directions_of_radius_0_02():
+    params, seen = torch.randn(2, 3), []
+
+    def objective(batch):
+        seen.append(batch.clone())
+        return batch.sum(1)
+
+    zeroth_order_gradient(objective, params, generator=torch.Generator().manual_seed(1))
+    v = torch.randn((4, 2, 3), generator=torch.Generator().manual_seed(1))
+    (batch,) = seen
+    torch.testing.assert_close(batch, torch.cat([params, (params + 0.02 * v).flatten(0, 1)]))
+
+
+def test_zeroth_order_gradient_uses_given_directions_and_checks_their_shape():
+    params, v = torch.randn(2, 3), torch.randn(3, 2, 3)
+
+    def objective(batch):
+        return (batch**3).sum(1)
+
+    estimate = zeroth_order_gradient(objective, params, 3, 0.1, directions=v)
+    differences = objective((params + 0.1 * v).flatten(0, 1)).reshape(3, 2) - objective(params)
+    torch.testing.assert_close(estimate, (differences[..., None] * v).sum(0) / 0.3)
+    with pytest.raises(ValueError) as info:
+        zeroth_order_gradient(objective, params, 4, 0.1, directions=v)
+    assert str(info.value) == (
+        "directions of shape (3, 2, 3) do not match (num_samples, *params.shape) = (4, 2, 3)"
+    )
