@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from .rewards import Reward, get_reward
 
 __all__ = ["NotFittedError", "NullTTAError", "NullTextAligner", "to_pil", "to_tensor"]
 
-_SHARED_PARAMS = ("pipeline", "reward")
+_SHARED_PARAMS = ("pipeline", "reward", "gradient_decoder")
 _SINGLE_ATTRIBUTES = ("prompt_", "phi_", "latents_", "image_", "reward_", "history_")
 _PLURAL_ATTRIBUTES = (
     "prompts_", "seeds_", "phis_", "all_latents_", "images_", "rewards_", "histories_"
@@ -88,8 +88,18 @@ class NullTextAligner(BaseEstimator):
     anneal_kl : bool or None, default=None
         Anneal lambda2 with ``tau_i = max(2 - (1 + c)^i, 0)`` (to zero near 87%
         of the steps); None uses the model's setting (True as released).
-    gradient_checkpointing, autocast_dtype, decode_scale, early_stop_patience,
-    early_stop_tolerance, optimize_every
+    autocast_dtype, vae_autocast_dtype : {"auto", None, "bfloat16", "float16"}
+        Precision of the denoiser and of the VAE decoder. "auto" (default): the
+        family's reduced precision on CUDA, as the release runs it (fp16 UNet,
+        fp32 VAE for SD), float32 on the CPU; the reward and the objective are
+        always float32, and TF32 is on during a CUDA run.
+    compile_mode : {None, "default", "reduce-overhead", "max-autotune"}
+        ``torch.compile`` the denoiser and the VAE decoder (off by default).
+    gradient_decoder : diffusers AutoencoderTiny, optional
+        A light TAESD-style decoder for the reward's gradient in the inner loop
+        (candidates and final images keep the full VAE). It changes results.
+    gradient_checkpointing, decode_scale, early_stop_patience, early_stop_tolerance,
+    optimize_every
         Speed and memory options, all off by default; see
         :class:`~nulltta.config.AlignmentConfig` and :mod:`nulltta.speedups`.
     seed : int, default=0
@@ -168,7 +178,10 @@ class NullTextAligner(BaseEstimator):
         zo_samples: int = 4,
         zo_smoothing: float = 0.02,
         gradient_checkpointing: bool = False,
-        autocast_dtype: str | None = None,
+        autocast_dtype: str | None = "auto",
+        vae_autocast_dtype: str | None = "auto",
+        compile_mode: str | None = None,
+        gradient_decoder: Any = None,
         decode_scale: float = 1.0,
         early_stop_patience: int | None = None,
         early_stop_tolerance: float = 0.0,
@@ -206,6 +219,9 @@ class NullTextAligner(BaseEstimator):
         self.zo_smoothing = zo_smoothing
         self.gradient_checkpointing = gradient_checkpointing
         self.autocast_dtype = autocast_dtype
+        self.vae_autocast_dtype = vae_autocast_dtype
+        self.compile_mode = compile_mode
+        self.gradient_decoder = gradient_decoder
         self.decode_scale = decode_scale
         self.early_stop_patience = early_stop_patience
         self.early_stop_tolerance = early_stop_tolerance
@@ -286,6 +302,13 @@ class NullTextAligner(BaseEstimator):
         adapter = make_adapter(pipeline, scheduler=self.scheduler, eta=self.eta)
         profile = self.initialize_profile(adapter)
         config = self._config(profile)
+        adapter.set_precision(config.autocast_dtype, config.vae_autocast_dtype)
+        # config_ records the precision that runs, not "auto".
+        config = replace(
+            config,
+            autocast_dtype=adapter.denoiser_autocast,
+            vae_autocast_dtype=adapter.vae_autocast,
+        )
         default_h, default_w = adapter.default_resolution()
         height = default_h if self.height is None else self.height
         width = default_w if self.width is None else self.width
@@ -309,7 +332,7 @@ class NullTextAligner(BaseEstimator):
         results: list[AlignedImage] = []
         for start in range(0, len(prompts), self.batch_size):
             chunk = slice(start, start + self.batch_size)
-            module = NullTextModule(adapter, self.reward_fn_, config)
+            module = NullTextModule(adapter, self.reward_fn_, config, self.gradient_decoder)
             generators = [torch.Generator(adapter.device).manual_seed(int(s)) for s in seeds[chunk]]
             module.start_trajectory(
                 prompts[chunk], *size, generators, negative_prompt=self.negative_prompt

@@ -8,6 +8,7 @@ from typing import Any
 __all__ = [
     "AUTOCAST_CHOICES",
     "AlignmentConfig",
+    "COMPILE_MODES",
     "GRADIENT_MODES",
     "KL_MODES",
     "MODEL_DEPENDENT_SETTINGS",
@@ -19,7 +20,8 @@ MODEL_DEPENDENT_SETTINGS = ("guidance_scale", "kl_weight", "anneal_kl", "learnin
 
 KL_MODES = ("paper", "exact")
 GRADIENT_MODES = ("auto", "backprop", "zeroth_order")
-AUTOCAST_CHOICES = (None, "bfloat16", "float16")
+AUTOCAST_CHOICES = ("auto", None, "bfloat16", "float16")
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune")
 
 
 @dataclass
@@ -61,9 +63,22 @@ class AlignmentConfig:
     gradient_checkpointing : bool
         Recompute UNet and VAE block activations in the inner loop's backward
         pass instead of storing them (less memory, more time). Off.
-    autocast_dtype : {None, "bfloat16", "float16"}
-        Run the UNet and VAE under ``torch.autocast`` in the inner loop; the
-        reward and the objective stay float32. None (off) by default.
+    autocast_dtype : {"auto", None, "bfloat16", "float16"}
+        Precision of the denoiser (UNet or transformer) in the inner loop, by
+        ``torch.autocast``; the reward and the objective stay float32. "auto"
+        (default): the model family's reduced precision on CUDA, as the
+        release runs (fp16 UNet for SD1.x/2.x and SDXL, bf16 for SD3), and
+        float32 elsewhere; None: float32 everywhere.
+    vae_autocast_dtype : {"auto", None, "bfloat16", "float16"}
+        The same for the VAE decoder of the inner loop. "auto": what the family
+        needs on CUDA (float32 for SD1.x/2.x and SDXL, whose VAEs overflow in
+        fp16, bf16 for SD3), float32 elsewhere.
+    compile_mode : {None, "default", "reduce-overhead", "max-autotune"}
+        ``torch.compile`` the denoiser and the VAE decoder with this mode
+        (``"reduce-overhead"`` captures CUDA graphs). The timestep goes in as a
+        tensor and shapes are static, so one compilation serves every
+        timestep. None (off) by default: compiling takes minutes and pays off
+        only over many images (``docs/how-to/benchmark.md``).
     decode_scale : float
         The inner loop decodes ``x0_hat`` resized by this factor (0.5: a
         half-resolution image for the reward gradient, about a quarter of the
@@ -97,7 +112,9 @@ class AlignmentConfig:
     zo_samples: int = 4
     zo_smoothing: float = 0.02
     gradient_checkpointing: bool = False
-    autocast_dtype: str | None = None
+    autocast_dtype: str | None = "auto"
+    vae_autocast_dtype: str | None = "auto"
+    compile_mode: str | None = None
     decode_scale: float = 1.0
     early_stop_patience: int | None = None
     early_stop_tolerance: float = 0.0
@@ -138,10 +155,13 @@ class AlignmentConfig:
         return self
 
     def _validate_speed_options(self) -> None:
-        if self.autocast_dtype not in AUTOCAST_CHOICES:
-            raise ValueError(
-                f"autocast_dtype={self.autocast_dtype!r}; choose one of {AUTOCAST_CHOICES}"
-            )
+        for name in ("autocast_dtype", "vae_autocast_dtype"):
+            if getattr(self, name) not in AUTOCAST_CHOICES:
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r}; choose one of {AUTOCAST_CHOICES}"
+                )
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode={self.compile_mode!r}; choose one of {COMPILE_MODES}")
         if not 0 < self.decode_scale <= 1:
             raise ValueError(
                 f"decode_scale={self.decode_scale} must be in (0, 1]: it shrinks the inner "

@@ -44,7 +44,7 @@ from .equations import (
 )
 from .optim import TrajectoryAdam
 from .rewards import Reward
-from .speedups import Plateau, autocast, downscale_latents, gradient_checkpointing, strided_schedule
+from .speedups import Plateau, downscale_latents, gradient_checkpointing, strided_schedule
 from .trajectory import INNER_FIELDS, StepRecord, Trajectory, reset_optimizer_state
 
 __all__ = ["NullTextModule"]
@@ -74,13 +74,26 @@ class NullTextModule(LightningModule):
         The target reward.
     config : AlignmentConfig
         Method settings (validated).
+    gradient_decoder : nn.Module, optional
+        A light decoder (diffusers ``AutoencoderTiny``) for the reward's
+        gradient in the inner loop; candidate scoring and final images keep
+        the full VAE.
 
     """
 
-    def __init__(self, adapter: PipelineAdapter, reward: Reward, config: AlignmentConfig) -> None:
+    def __init__(
+        self,
+        adapter: PipelineAdapter,
+        reward: Reward,
+        config: AlignmentConfig,
+        gradient_decoder: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.config = config
+        adapter.set_precision(config.autocast_dtype, config.vae_autocast_dtype)
+        adapter.compile(config.compile_mode)
+        adapter.gradient_decoder = gradient_decoder
         self._frozen = _Frozen(adapter, reward)
         self.null_embedding = nn.Parameter(torch.zeros(0))
         self.kl_scale = 1.0  # tau_i; set by the annealing callback
@@ -212,20 +225,19 @@ class NullTextModule(LightningModule):
 
         ``null_packed`` may hold ``m * B`` rows (zero-order perturbations); the
         other tensors are tiled to match. ``eps_ref`` is None when the KL
-        weight is zero at this step. The UNet and VAE run under the
-        configured autocast; the reward and the objective stay float32.
+        weight is zero at this step. The UNet and VAE run at the adapter's
+        precision; the reward and the objective stay float32.
         """
-        traj, config = self.trajectory, self.config
+        traj, config, adapter = self.trajectory, self.config, self.adapter
         repeats = null_packed.shape[0] // traj.batch_size
         latents, eps_cond = _tile(latents, repeats), _tile(eps_cond, repeats)
-        with autocast(self.adapter.device, config.autocast_dtype):
-            eps_uncond = self.adapter.predict_noise(
-                latents, coefficients.timestep, self.null_embeddings(null_packed)
-            )
-            eps = cfg_combine(eps_uncond, eps_cond, config.guidance_scale)
-            x0 = tweedie_x0(latents, eps, coefficients.signal, coefficients.noise)
-            images = self.adapter.decode(downscale_latents(x0, config.decode_scale))
-        reward = self.reward.score_trusted(images.float(), traj.prompts * repeats)
+        eps_uncond = adapter.predict_noise(
+            latents, coefficients.timestep, self.null_embeddings(null_packed)
+        )
+        eps = cfg_combine(eps_uncond, eps_cond, config.guidance_scale)
+        x0 = tweedie_x0(latents, eps, coefficients.signal, coefficients.noise)
+        images = adapter.decode_for_gradient(downscale_latents(x0, config.decode_scale))
+        reward = self.reward.score_trusted(images, traj.prompts * repeats)
         kl_weight = config.kl_weight * self.kl_scale
         if eps_ref is None or kl_weight == 0:
             kl_local = kl_embedding = torch.zeros_like(reward)
@@ -265,10 +277,10 @@ class NullTextModule(LightningModule):
                 eps_cond = adapter.predict_noise(latents, timestep, traj.cond)
 
         # 2. Reference unconditional branch eps(x_t, t, phi): once, without grad,
-        #    and only when the KL term is active at this step (same precision as step 3).
+        #    and only when the KL term is active at this step.
         eps_ref = None
         if num_inner > 0 and kl_weight > 0:
-            with torch.no_grad(), autocast(adapter.device, config.autocast_dtype):
+            with torch.no_grad():
                 eps_ref = adapter.predict_noise(latents, timestep, traj.null)
 
         # 3. Inner loop: num_inner ascent steps on phi' (warm start, fresh Adam).

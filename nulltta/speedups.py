@@ -25,6 +25,7 @@ __all__ = [
     "Plateau",
     "autocast",
     "downscale_latents",
+    "resolve_autocast",
     "gradient_checkpointing",
     "strided_schedule",
 ]
@@ -63,6 +64,20 @@ def autocast(device: torch.device, dtype_name: str | None) -> contextlib.Abstrac
     if dtype_name is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[dtype_name])
+
+
+def resolve_autocast(
+    requested: str | None, family_choice: str | None, device_type: str
+) -> str | None:
+    """The autocast dtype a run uses: ``requested``, with "auto" resolved.
+
+    "auto" is the family's choice on CUDA (reduced precision, as the release
+    runs Stable Diffusion) and float32 (None) on every other device, where
+    reduced precision is slower (no bf16/fp16 units on a CPU).
+    """
+    if requested != "auto":
+        return requested
+    return family_choice if device_type == "cuda" else None
 
 
 def downscale_latents(latents: Tensor, scale: float) -> Tensor:

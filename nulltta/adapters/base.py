@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,10 +27,13 @@ from torch import Tensor, nn
 
 from ..equations import StepCoefficients, to_epsilon
 from ..schedulers import make_scheduler, step_coefficients
+from ..speedups import autocast as autocast_context
+from ..speedups import resolve_autocast
 
 __all__ = ["Embeddings", "PipelineAdapter", "cat_embeddings", "repeat_embeddings"]
 
 Embeddings = dict[str, Tensor]
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def repeat_embeddings(embeddings: Embeddings, times: int) -> Embeddings:
@@ -64,6 +68,10 @@ class PipelineAdapter(ABC):
     default_guidance_scale: ClassVar[float] = 7.5
     default_gradient_checkpointing: ClassVar[bool] = False
     trainable_keys: ClassVar[tuple[str, ...]] = ("encoder_hidden_states",)
+    #: Autocast dtypes of the denoiser and of the VAE decoder on CUDA when the
+    #: user asks for "auto": the release runs SD's UNet in fp16 and its VAE in fp32.
+    cuda_denoiser_dtype: ClassVar[str | None] = "float16"
+    cuda_vae_dtype: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -78,6 +86,12 @@ class PipelineAdapter(ABC):
         self.gradient_checkpointing = gradient_checkpointing
         self._trainable_shapes: dict[str, tuple[int, ...]] = {}
         self._checkpointing_enabled: list[nn.Module] = []
+        self.denoiser_autocast: str | None = None
+        self.vae_autocast: str | None = None
+        self.gradient_decoder: nn.Module | None = None
+        self._compiled: dict[str, Any] = {}
+        self._timestep_tensors: dict[tuple[Any, torch.device], Tensor] = {}
+        self._tf32_flags: tuple[bool, bool] | None = None
 
     def build_scheduler(self, choice: Any) -> Any:
         """A fresh DDIM or DDPM scheduler (:func:`~nulltta.schedulers.make_scheduler`)."""
@@ -110,7 +124,10 @@ class PipelineAdapter(ABC):
         Only activations need gradients: freezing keeps weight ``.grad``
         buffers from ever being allocated.
         """
-        flags = [(p, p.requires_grad) for m in self.frozen_modules() for p in m.parameters()]
+        modules = self.frozen_modules()
+        if self.gradient_decoder is not None:
+            modules = [*modules, self.gradient_decoder]
+        flags = [(p, p.requires_grad) for m in modules for p in m.parameters()]
         for parameter, _ in flags:
             parameter.requires_grad_(False)
         try:
@@ -132,6 +149,13 @@ class PipelineAdapter(ABC):
         Only on modules that support it and do not have it on already; those
         are switched back off by :meth:`exit_run`.
         """
+        if self.device.type == "cuda":
+            # TF32 matmuls and convolutions for the float32 parts (the reward, the VAE).
+            self._tf32_flags = (
+                torch.backends.cuda.matmul.allow_tf32,
+                torch.backends.cudnn.allow_tf32,
+            )
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         enabled = self.gradient_checkpointing
         if enabled is None:
             enabled = self.default_gradient_checkpointing
@@ -150,6 +174,11 @@ class PipelineAdapter(ABC):
         for module in self._checkpointing_enabled:
             module.disable_gradient_checkpointing()
         self._checkpointing_enabled = []
+        if self._tf32_flags is not None:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = (
+                self._tf32_flags
+            )
+            self._tf32_flags = None
 
     # --- resolution and latents -------------------------------------------
     @abstractmethod
@@ -242,16 +271,87 @@ class PipelineAdapter(ABC):
             offset += size
         return out
 
+    # --- precision and compilation ------------------------------------------
+    def set_precision(self, denoiser: str | None, vae: str | None) -> None:
+        """Run the denoiser and the VAE decoder under autocast to these dtypes (None: float32).
+
+        "auto" takes the family's choice on CUDA (:attr:`cuda_denoiser_dtype`,
+        :attr:`cuda_vae_dtype`) and float32 elsewhere.
+        """
+        device_type = self.device.type
+        self.denoiser_autocast = resolve_autocast(denoiser, self.cuda_denoiser_dtype, device_type)
+        self.vae_autocast = resolve_autocast(vae, self.cuda_vae_dtype, device_type)
+
+    def compile(self, mode: str | None, backend: str = "inductor") -> None:
+        """``torch.compile`` the denoiser and the VAE decoder (None undoes it).
+
+        The user's modules are not changed: compiled wrappers are kept here.
+        ``backend`` is ``torch.compile``'s (inductor generates code; the tests
+        use ``"aot_eager"``, which traces the same graphs without it).
+        Shapes are static (``dynamic=False``) and the timestep is passed as a
+        tensor (:meth:`timestep_input`), so one graph serves every timestep.
+        """
+        self._compiled = {}
+        if mode is None:
+            return
+        vae = self.decoding_vae()
+        # One wrapper per module and mode, shared by every adapter of the pipeline,
+        # so a second fit does not compile again.
+        for key, module, target in (
+            ("denoiser", self.denoiser, self.denoiser),
+            ("vae_decode", vae, vae.decode),
+        ):
+            wrappers = _COMPILED.setdefault(module, {})
+            if (mode, backend) not in wrappers:
+                wrappers[(mode, backend)] = torch.compile(
+                    target, mode=None if backend != "inductor" else mode, backend=backend,
+                    dynamic=False,
+                )  # fmt: skip
+            self._compiled[key] = wrappers[(mode, backend)]
+
+    def denoiser_call(self) -> Any:
+        """The denoiser to call: its compiled wrapper when :meth:`compile` made one."""
+        return self._compiled.get("denoiser", self.denoiser)
+
+    def vae_decode_call(self, vae: nn.Module) -> Any:
+        """``vae.decode``, or its compiled wrapper for the decoding VAE."""
+        if "vae_decode" in self._compiled and vae is self.decoding_vae():
+            return self._compiled["vae_decode"]
+        return vae.decode
+
+    def timestep_input(self, timestep: Any, dtype: torch.dtype = torch.int64) -> Tensor:
+        """``timestep`` as a 0-d tensor on the model's device, made once per value.
+
+        A Python number would be turned into a tensor by the UNet at every call
+        (a host-to-device copy) and would make ``torch.compile`` specialise on it.
+        """
+        device = self.device
+        key = (timestep, device)
+        if key not in self._timestep_tensors:
+            self._timestep_tensors[key] = torch.tensor(timestep, dtype=dtype, device=device)
+        return self._timestep_tensors[key]
+
+    def decoding_vae(self) -> nn.Module:
+        """The VAE module that decodes (a family may substitute a float32 copy)."""
+        return self.pipeline.vae
+
     # --- the networks ----------------------------------------------------
-    @abstractmethod
-    def predict_noise(self, latents: Tensor, timestep: int, embeddings: Embeddings) -> Tensor:
+    def predict_noise(self, latents: Tensor, timestep: Any, embeddings: Embeddings) -> Tensor:
         """Noise prediction ``eps(x_t, t, e)`` in float32, batch matching ``latents``.
 
         More generally, the prediction ``p`` in which :meth:`step_coefficients`
         are written: ``x_t = signal x0 + noise p`` and the step mean is
         ``a x_t + b p``. That is ``eps`` for diffusion models and the velocity
-        for rectified flow (``signal = 1``, ``noise = sigma``).
+        for rectified flow (``signal = 1``, ``noise = sigma``). Runs under the
+        precision set by :meth:`set_precision`.
         """
+        with autocast_context(self.device, self.denoiser_autocast):
+            output = self.denoise(latents, timestep, embeddings)
+        return output.float()
+
+    @abstractmethod
+    def denoise(self, latents: Tensor, timestep: Any, embeddings: Embeddings) -> Tensor:
+        """The family's denoiser call behind :meth:`predict_noise`."""
 
     def output_to_epsilon(self, output: Tensor, latents: Tensor, timestep: int) -> Tensor:
         """Convert a variance-preserving model's output to ``eps`` by the scheduler's type.
@@ -264,6 +364,29 @@ class PipelineAdapter(ABC):
         alpha_bar = float(self.scheduler.alphas_cumprod[int(timestep)])
         return to_epsilon(output, latents, alpha_bar**0.5, (1 - alpha_bar) ** 0.5, prediction_type)
 
-    @abstractmethod
     def decode(self, latents: Tensor) -> Tensor:
-        """Images in [0, 1], float32, ``(B, 3, H, W)``; differentiable."""
+        """Images in [0, 1], float32, ``(B, 3, H, W)``; differentiable.
+
+        Runs under the VAE precision set by :meth:`set_precision`.
+        """
+        with autocast_context(self.device, self.vae_autocast):
+            images = self.decode_latents(latents)
+        return images.float()
+
+    @abstractmethod
+    def decode_latents(self, latents: Tensor) -> Tensor:
+        """The family's VAE decode behind :meth:`decode`, mapped to [0, 1]."""
+
+    def decode_for_gradient(self, latents: Tensor) -> Tensor:
+        """The decode the reward's gradient goes through in the inner loop.
+
+        The full VAE (:meth:`decode`), or the light :attr:`gradient_decoder`
+        (a diffusers ``AutoencoderTiny``, TAESD-style) when one is set:
+        candidate scoring and final images always use the full VAE.
+        """
+        decoder = self.gradient_decoder
+        if decoder is None:
+            return self.decode(latents)
+        with autocast_context(self.device, self.vae_autocast):
+            image = decoder.decode(latents / decoder.config.scaling_factor, return_dict=False)[0]
+        return (image.float() / 2 + 0.5).clamp(0, 1)

@@ -108,6 +108,8 @@ class StableDiffusion3Adapter(PipelineAdapter):
     family = "stable-diffusion-3"
     default_guidance_scale = 7.0
     default_gradient_checkpointing = True
+    cuda_denoiser_dtype = "bfloat16"
+    cuda_vae_dtype = "bfloat16"
     trainable_keys = ("encoder_hidden_states", "pooled_projections")
 
     def __init__(
@@ -233,11 +235,12 @@ class StableDiffusion3Adapter(PipelineAdapter):
         )
 
     # --- the networks ---------------------------------------------------------------
-    def predict_noise(self, latents: Tensor, timestep: float, embeddings: Embeddings) -> Tensor:
+    def denoise(self, latents: Tensor, timestep: float, embeddings: Embeddings) -> Tensor:
         """The transformer's velocity ``v(x_t, t, e)`` in float32 (see the class notes)."""
         dtype = self.model_dtype
-        timesteps = torch.full((latents.shape[0],), float(timestep), device=latents.device)
-        return self.pipeline.transformer(
+        timestep = self.timestep_input(float(timestep), dtype=torch.float32)
+        timesteps = timestep.expand(latents.shape[0])
+        return self.denoiser_call()(
             hidden_states=latents.to(dtype),
             timestep=timesteps,
             encoder_hidden_states=embeddings["encoder_hidden_states"].to(dtype),
@@ -245,9 +248,10 @@ class StableDiffusion3Adapter(PipelineAdapter):
             return_dict=False,
         )[0].float()
 
-    def decode(self, latents: Tensor) -> Tensor:
+    def decode_latents(self, latents: Tensor) -> Tensor:
         """``latents / scaling_factor + shift_factor``, VAE decode, mapped to [0, 1]."""
-        vae = self.pipeline.vae
+        vae = self.decoding_vae()
         scaled = latents / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
-        image = vae.decode(scaled.to(vae.dtype), return_dict=False)[0].float()
+        dtype = next(vae.parameters()).dtype
+        image = self.vae_decode_call(vae)(scaled.to(dtype), return_dict=False)[0].float()
         return (image / 2 + 0.5).clamp(0, 1)

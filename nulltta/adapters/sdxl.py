@@ -123,7 +123,7 @@ class StableDiffusionXLAdapter(StableDiffusionAdapter):
             )
         return self._time_ids[key]
 
-    def predict_noise(self, latents: Tensor, timestep: int, embeddings: Embeddings) -> Tensor:
+    def denoise(self, latents: Tensor, timestep: int, embeddings: Embeddings) -> Tensor:
         """UNet call with ``added_cond_kwargs``, converted to ``eps`` from the prediction type."""
         dtype = self.model_dtype
         factor = self.pipeline.vae_scale_factor
@@ -132,9 +132,9 @@ class StableDiffusionXLAdapter(StableDiffusionAdapter):
             latents.shape[-2] * factor, latents.shape[-1] * factor, pooled.shape[-1]
         )
         model_input = self.scheduler.scale_model_input(latents, timestep)
-        output = self.pipeline.unet(
+        output = self.denoiser_call()(
             model_input.to(dtype),
-            timestep,
+            self.timestep_input(int(timestep)),
             encoder_hidden_states=embeddings["encoder_hidden_states"].to(dtype),
             added_cond_kwargs={
                 "text_embeds": pooled.to(dtype),
@@ -149,13 +149,14 @@ class StableDiffusionXLAdapter(StableDiffusionAdapter):
     def decoding_vae(self) -> nn.Module:
         """The pipeline's VAE, or a float32 copy of it if it is float16 with ``force_upcast``."""
         vae = self.pipeline.vae
-        if vae.dtype != torch.float16 or not vae.config.get("force_upcast", False):
+        dtype = next(vae.parameters()).dtype
+        if dtype != torch.float16 or not vae.config.get("force_upcast", False):
             return vae
         if self._float32_vae is None:
             self._float32_vae = copy.deepcopy(vae).to(torch.float32).requires_grad_(False).eval()
         return self._float32_vae
 
-    def decode(self, latents: Tensor) -> Tensor:
+    def decode_latents(self, latents: Tensor) -> Tensor:
         """Undo ``latents_mean``/``latents_std`` or ``scaling_factor``, decode, map to [0, 1]."""
         vae = self.decoding_vae()
         config = vae.config
@@ -167,5 +168,6 @@ class StableDiffusionXLAdapter(StableDiffusionAdapter):
             scaled = latents * std / config.scaling_factor + mean
         else:
             scaled = latents / config.scaling_factor
-        image = vae.decode(scaled.to(vae.dtype), return_dict=False)[0].float()
+        dtype = next(vae.parameters()).dtype
+        image = self.vae_decode_call(vae)(scaled.to(dtype), return_dict=False)[0].float()
         return (image / 2 + 0.5).clamp(0, 1)

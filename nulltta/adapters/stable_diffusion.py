@@ -61,21 +61,22 @@ class StableDiffusionAdapter(PipelineAdapter):
             )
         return {"encoder_hidden_states": cond}, {"encoder_hidden_states": null}
 
-    def predict_noise(self, latents: Tensor, timestep: int, embeddings: Embeddings) -> Tensor:
+    def denoise(self, latents: Tensor, timestep: int, embeddings: Embeddings) -> Tensor:
         """UNet call, converted to ``eps`` from the scheduler's prediction type."""
-        unet = self.pipeline.unet
+        dtype = self.model_dtype
         model_input = self.scheduler.scale_model_input(latents, timestep)
-        output = unet(
-            model_input.to(self.model_dtype),
-            timestep,
-            encoder_hidden_states=embeddings["encoder_hidden_states"].to(self.model_dtype),
+        output = self.denoiser_call()(
+            model_input.to(dtype),
+            self.timestep_input(int(timestep)),
+            encoder_hidden_states=embeddings["encoder_hidden_states"].to(dtype),
             return_dict=False,
         )[0].float()
         return self.output_to_epsilon(output, latents, timestep)
 
-    def decode(self, latents: Tensor) -> Tensor:
+    def decode_latents(self, latents: Tensor) -> Tensor:
         """VAE decode of ``latents / scaling_factor``, mapped from [-1, 1] to [0, 1]."""
-        vae = self.pipeline.vae
+        vae = self.decoding_vae()
         scaled = latents / vae.config.scaling_factor
-        image = vae.decode(scaled.to(vae.dtype), return_dict=False)[0].float()
+        dtype = next(vae.parameters()).dtype  # not vae.dtype: that walks every submodule
+        image = self.vae_decode_call(vae)(scaled.to(dtype), return_dict=False)[0].float()
         return (image / 2 + 0.5).clamp(0, 1)

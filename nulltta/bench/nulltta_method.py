@@ -27,7 +27,7 @@ def _fit(task: Task, **settings: object) -> NullTextAligner:
 
 @dataclass
 class NullTTA(Method):
-    """Null-TTA through :class:`~nulltta.NullTextAligner` (``METHOD.md``).
+    """Null-TTA through :class:`~nulltta.NullTextAligner` (``docs/concepts/method.md``).
 
     Parameters
     ----------
@@ -38,7 +38,9 @@ class NullTTA(Method):
         release's 100-step shape to the task's T (:func:`compressed_rate`).
     num_candidates : int
         Greedy K (3).
-    learning_rate, reward_weight, sigma_phi_sq : float
+    learning_rate : float or None
+        Adam's step size; None is the model's default.
+    reward_weight, sigma_phi_sq : float
         As in :class:`~nulltta.config.AlignmentConfig`.
     kl_weight : float or None
         lambda2; None is the model's default (:class:`~nulltta.NullTextAligner`).
@@ -46,19 +48,20 @@ class NullTTA(Method):
         As in :class:`~nulltta.config.AlignmentConfig`.
     anneal_kl : bool or None
         lambda2 annealing to zero (True as released); None is the model's default.
-    gradient_checkpointing, autocast_dtype, decode_scale, early_stop_patience,
-    early_stop_tolerance, optimize_every
-        Speed options (:mod:`nulltta.speedups`), off by default.
+    gradient_checkpointing, autocast_dtype, vae_autocast_dtype, decode_scale,
+    early_stop_patience, early_stop_tolerance, optimize_every
+        Speed options (:mod:`nulltta.speedups`), off by default (float32, so
+        every method of a benchmark runs at the same precision).
 
     """
 
     name = "nulltta"
-    follows = "the authors' release (METHOD.md), through NullTextAligner (model's KL defaults)"
+    follows = "the authors' release, through NullTextAligner (the model's defaults)"
     n_min: int = 5
     n_max: int = 25
     schedule_rate: float | None = None
     num_candidates: int = 3
-    learning_rate: float = 1e-2
+    learning_rate: float | None = None
     kl_weight: float | None = None
     kl_mode: str = "paper"
     sigma_phi_sq: float = 0.01
@@ -66,6 +69,7 @@ class NullTTA(Method):
     reward_weight: float | None = None
     gradient_checkpointing: bool = False
     autocast_dtype: str | None = None
+    vae_autocast_dtype: str | None = None
     decode_scale: float = 1.0
     early_stop_patience: int | None = None
     early_stop_tolerance: float = 0.0
@@ -101,7 +105,7 @@ class GreedySelection(Method):
     """
 
     name = "greedy"
-    follows = "Null-TTA's greedy selection (METHOD.md step 5) without optimisation"
+    follows = "Null-TTA's greedy selection (step 5 of the method) without optimisation"
     num_candidates: int = 3
 
     def run(self, task: Task) -> MethodOutput:

@@ -134,6 +134,8 @@ def test_bad_speed_settings_are_refused(setting):
 def test_defaults_keep_the_released_behaviour():
     config = AlignmentConfig()
     assert not config.gradient_checkpointing
-    assert config.autocast_dtype is None and config.decode_scale == 1.0
+    # "auto": the family's reduced precision on CUDA only (float32 on the CPU, as before).
+    assert config.autocast_dtype == "auto" and config.vae_autocast_dtype == "auto"
+    assert config.compile_mode is None and config.decode_scale == 1.0
     assert config.early_stop_patience is None and config.optimize_every == 1
     assert math.isclose(config.schedule_rate, 0.008)
