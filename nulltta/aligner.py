@@ -77,7 +77,8 @@ class NullTextAligner(BaseEstimator):
     eta : float, default=1.0
         DDIM eta; must be > 0 (the method needs a stochastic transition).
     n_min, n_max, schedule_rate, reward_weight, kl_mode, sigma_phi_sq,
-    num_candidates, select_initial_noise, gradient, zo_samples, zo_smoothing
+    num_candidates, select_initial_noise, null_parameterisation, gradient, zo_samples,
+    zo_smoothing
         Method settings, see :class:`~nulltta.config.AlignmentConfig`.
     learning_rate : float or None, default=None
         Adam's step size on phi'; None uses the model's value (the release's 1e-2
@@ -174,6 +175,7 @@ class NullTextAligner(BaseEstimator):
         anneal_kl: bool | None = None,
         num_candidates: int = 3,
         select_initial_noise: bool = True,
+        null_parameterisation: str = "embedding",
         gradient: str = "auto",
         zo_samples: int = 4,
         zo_smoothing: float = 0.02,
@@ -214,6 +216,7 @@ class NullTextAligner(BaseEstimator):
         self.anneal_kl = anneal_kl
         self.num_candidates = num_candidates
         self.select_initial_noise = select_initial_noise
+        self.null_parameterisation = null_parameterisation
         self.gradient = gradient
         self.zo_samples = zo_samples
         self.zo_smoothing = zo_smoothing

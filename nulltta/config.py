@@ -9,6 +9,7 @@ __all__ = [
     "AUTOCAST_CHOICES",
     "AlignmentConfig",
     "COMPILE_MODES",
+    "NULL_PARAMETERISATIONS",
     "GRADIENT_MODES",
     "KL_MODES",
     "MODEL_DEPENDENT_SETTINGS",
@@ -22,6 +23,7 @@ KL_MODES = ("paper", "exact")
 GRADIENT_MODES = ("auto", "backprop", "zeroth_order")
 AUTOCAST_CHOICES = ("auto", None, "bfloat16", "float16")
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune")
+NULL_PARAMETERISATIONS = ("embedding", "text_manifold")
 
 
 @dataclass
@@ -56,6 +58,10 @@ class AlignmentConfig:
         K of the greedy selection (3); 1 is plain ancestral sampling.
     select_initial_noise : bool
         Also pick the best of K initial noises at t = T (as released).
+    null_parameterisation : {"embedding", "text_manifold"}
+        What is optimised: phi' itself ("embedding", the paper's), or the empty
+        prompt's input token embeddings e' with ``phi' = text_encoder(e')``
+        ("text_manifold", beyond the paper; :mod:`nulltta.parameterisation`).
     gradient : {"auto", "backprop", "zeroth_order"}
         "auto" uses zero-order estimates when the reward is not differentiable.
     zo_samples, zo_smoothing : int, float
@@ -108,6 +114,7 @@ class AlignmentConfig:
     anneal_kl: bool = True
     num_candidates: int = 3
     select_initial_noise: bool = True
+    null_parameterisation: str = "embedding"
     gradient: str = "auto"
     zo_samples: int = 4
     zo_smoothing: float = 0.02
@@ -149,6 +156,11 @@ class AlignmentConfig:
             )
         if self.kl_mode not in KL_MODES:
             raise ValueError(f"kl_mode={self.kl_mode!r}; choose one of {KL_MODES}")
+        if self.null_parameterisation not in NULL_PARAMETERISATIONS:
+            raise ValueError(
+                f"null_parameterisation={self.null_parameterisation!r}; choose one of "
+                f"{NULL_PARAMETERISATIONS}"
+            )
         if self.gradient not in GRADIENT_MODES:
             raise ValueError(f"gradient={self.gradient!r}; choose one of {GRADIENT_MODES}")
         self._validate_speed_options()
@@ -179,7 +191,14 @@ class AlignmentConfig:
         With zero inner steps and ``K = 1`` a run is the stock ancestral sampler;
         used for baselines and for replaying a fitted phi' trajectory.
         """
-        return replace(self, n_min=0, n_max=0, num_candidates=1, select_initial_noise=False)
+        return replace(
+            self,
+            n_min=0,
+            n_max=0,
+            num_candidates=1,
+            select_initial_noise=False,
+            null_parameterisation="embedding",  # phi' is set, not optimised
+        )
 
     def resolved_reward_weight(self, zeroth_order: bool) -> float:
         """``lambda1``: the given weight, or 100 (gradient) / 50 (zero-order) as released."""

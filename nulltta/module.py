@@ -43,6 +43,7 @@ from .equations import (
     zeroth_order_gradient,
 )
 from .optim import TrajectoryAdam
+from .parameterisation import FreeNull, make_parameterisation
 from .rewards import Reward
 from .speedups import Plateau, downscale_latents, gradient_checkpointing, strided_schedule
 from .trajectory import INNER_FIELDS, StepRecord, Trajectory, reset_optimizer_state
@@ -95,7 +96,11 @@ class NullTextModule(LightningModule):
         adapter.compile(config.compile_mode)
         adapter.gradient_decoder = gradient_decoder
         self._frozen = _Frozen(adapter, reward)
+        # phi' itself, or e' with phi' = text_encoder(e') (config.null_parameterisation).
         self.null_embedding = nn.Parameter(torch.zeros(0))
+        self.parameterisation: FreeNull = make_parameterisation(
+            config.null_parameterisation, adapter, None
+        )
         self.kl_scale = 1.0  # tau_i; set by the annealing callback
         self.trajectory: Trajectory | None = None
         if config.gradient == "auto":
@@ -159,7 +164,10 @@ class NullTextModule(LightningModule):
                 [adapter.prepare_latents(1, height, width, generator) for generator in generators]
             )
         null_packed = adapter.pack_null(null).detach()
-        self.null_embedding.data = null_packed.clone()
+        self.parameterisation = make_parameterisation(
+            config.null_parameterisation, adapter, negative_prompt
+        )
+        self.null_embedding.data = self.parameterisation.initial(null_packed).clone()
         self.trajectory = Trajectory(
             prompts=prompts,
             cond=cond,
@@ -183,9 +191,13 @@ class NullTextModule(LightningModule):
         return TrajectoryAdam([self.null_embedding], lr=self.config.learning_rate)
 
     # --- the networks, as the method uses them ---------------------------------
+    def phi_prime(self, parameter: Tensor | None = None) -> Tensor:
+        """Packed phi' for the parameter (or ``parameter``): itself, or ``text_encoder(e')``."""
+        return self.parameterisation.phi(self.null_embedding if parameter is None else parameter)
+
     def null_embeddings(self, packed: Tensor | None = None) -> Embeddings:
         """The embeddings the denoiser takes for phi' (or ``packed``, ``k * B`` rows)."""
-        packed = self.null_embedding if packed is None else packed
+        packed = self.phi_prime() if packed is None else packed
         repeats = packed.shape[0] // self.trajectory.batch_size
         null = self.trajectory.null
         if repeats != 1:
@@ -199,7 +211,7 @@ class NullTextModule(LightningModule):
         """
         traj = self.trajectory
         repeats = latents.shape[0] // traj.batch_size
-        null = self.null_embeddings(_tile(self.null_embedding.detach(), repeats))
+        null = self.null_embeddings(_tile(self.phi_prime().detach(), repeats))
         cond = traj.cond if repeats == 1 else repeat_embeddings(traj.cond, repeats)
         both = self.adapter.predict_noise(
             torch.cat([latents, latents]), traj.timesteps[step_index], cat_embeddings([null, cond])
@@ -291,7 +303,7 @@ class NullTextModule(LightningModule):
             eps_uncond = adapter.predict_noise(latents, timestep, self.null_embeddings())
             eps = cfg_combine(eps_uncond, eps_cond, config.guidance_scale)
             mean = transition_mean(latents, eps, coefficients)
-            phi = self.null_embedding.detach().clone()
+            phi = self.phi_prime().detach().clone()
         traj.phi.append(phi)
         record = StepRecord(
             shared={
@@ -352,7 +364,9 @@ class NullTextModule(LightningModule):
                     )
                 phi.grad = -ascent  # Adam minimises -J
             else:
-                values, parts = self.objective(phi, latents, eps_cond, eps_ref, coefficients)
+                values, parts = self.objective(
+                    self.phi_prime(), latents, eps_cond, eps_ref, coefficients
+                )
                 self.manual_backward(-values.sum())
             wanted = torch.isfinite(values) & active
             # Rows to skip get a NaN gradient: TrajectoryAdam leaves non-finite rows alone.
@@ -381,20 +395,24 @@ class NullTextModule(LightningModule):
         recorded: dict[str, Tensor] = {}
         traj, config = self.trajectory, self.config
         batch = traj.batch_size
-        phi = self.null_embedding.detach()
+        parameter = self.null_embedding.detach()
 
         def objective(params: Tensor) -> Tensor:
-            values, parts = self.objective(params, latents, eps_cond, eps_ref, coefficients)
+            values, parts = self.objective(
+                self.phi_prime(params), latents, eps_cond, eps_ref, coefficients
+            )
             recorded.update({key: value[:batch] for key, value in parts.items()})
             recorded["value"] = values[:batch]
             return values
 
         # Each trajectory draws its own directions, as a run of it alone would.
-        draws = traj.randn((config.zo_samples, 1, *phi.shape[1:]), phi.device, phi.dtype)
+        draws = traj.randn(
+            (config.zo_samples, 1, *parameter.shape[1:]), parameter.device, parameter.dtype
+        )
         directions = draws.squeeze(2).transpose(0, 1)  # (K, B, ...)
         grad = zeroth_order_gradient(
             objective,
-            phi,
+            parameter,
             num_samples=config.zo_samples,
             smoothing=config.zo_smoothing,
             directions=directions,

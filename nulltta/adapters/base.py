@@ -245,6 +245,22 @@ class PipelineAdapter(ABC):
                 stacklevel=3,
             )
 
+    # --- phi' on the text manifold (the "text_manifold" parameterisation) ---
+    def null_token_embeddings(self, negative_prompt: str | None = None) -> Tensor:
+        """The negative prompt's input token embeddings e, ``(1, L, D)``: phi = encoder(e)."""
+        raise NotImplementedError(
+            f"null_parameterisation='text_manifold' is not available for {self.family} models "
+            "(it needs a single CLIP text encoder, as SD 1.x/2.x have); use 'embedding'."
+        )
+
+    def encode_null_from_tokens(
+        self, token_embeddings: Tensor, negative_prompt: str | None = None
+    ) -> Embeddings:
+        """The null embeddings the text encoder gives for input token embeddings e'."""
+        raise NotImplementedError(
+            f"null_parameterisation='text_manifold' is not available for {self.family} models"
+        )
+
     # --- phi' as one tensor -------------------------------------------------
     def pack_null(self, null: Embeddings) -> Tensor:
         """Gather the trainable entries of ``phi`` into one float32 tensor.

@@ -16,7 +16,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from .base import Embeddings
+from .base import Embeddings, PipelineAdapter
 from .stable_diffusion import StableDiffusionAdapter
 
 __all__ = ["StableDiffusionXLAdapter"]
@@ -107,6 +107,16 @@ class StableDiffusionXLAdapter(StableDiffusionAdapter):
             {"encoder_hidden_states": cond, "text_embeds": pooled},
             {"encoder_hidden_states": null, "text_embeds": null_pooled},
         )
+
+    def null_token_embeddings(self, negative_prompt: str | None = None) -> Tensor:
+        """Not available: SDXL's phi is two encoders' outputs plus a pooled embedding."""
+        return PipelineAdapter.null_token_embeddings(self, negative_prompt)
+
+    def encode_null_from_tokens(
+        self, token_embeddings: Tensor, negative_prompt: str | None = None
+    ) -> Embeddings:
+        """Not available (see :meth:`null_token_embeddings`)."""
+        return PipelineAdapter.encode_null_from_tokens(self, token_embeddings, negative_prompt)
 
     def time_ids(self, height: int, width: int, pooled_dim: int) -> Tensor:
         """``(1, 6)`` size/crop ids for ``height x width`` images, as the pipeline builds them."""

@@ -61,6 +61,54 @@ class StableDiffusionAdapter(PipelineAdapter):
             )
         return {"encoder_hidden_states": cond}, {"encoder_hidden_states": null}
 
+    def _null_input_ids(self, negative_prompt: str | None) -> tuple[Tensor, Tensor | None]:
+        """Token ids (and mask, where the encoder takes one) of the negative prompt.
+
+        Tokenised exactly as ``encode_prompt`` tokenises its unconditional input.
+        """
+        tokenizer = self.pipeline.tokenizer
+        tokens = tokenizer(
+            negative_prompt or "",
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+        mask = None
+        if getattr(self.pipeline.text_encoder.config, "use_attention_mask", False):
+            mask = tokens.attention_mask.to(self.device)
+        return tokens.input_ids.to(self.device), mask
+
+    def null_token_embeddings(self, negative_prompt: str | None = None) -> Tensor:
+        """The negative prompt's input token embeddings e, ``(1, L, D)``: phi = encoder(e)."""
+        ids, _ = self._null_input_ids(negative_prompt)
+        with torch.no_grad():
+            return self.pipeline.text_encoder.get_input_embeddings()(ids).float()
+
+    def encode_null_from_tokens(
+        self, token_embeddings: Tensor, negative_prompt: str | None = None
+    ) -> Embeddings:
+        """``text_encoder(e')``: the encoder run with e' in place of its token embeddings.
+
+        The encoder's own forward runs (position embeddings, causal mask, final
+        layer norm), with the token-embedding layer's output replaced by e', so
+        gradients reach e'.
+        """
+        encoder = self.pipeline.text_encoder
+        ids, mask = self._null_input_ids(negative_prompt)
+        ids = ids.repeat(token_embeddings.shape[0], 1)
+        mask = None if mask is None else mask.repeat(token_embeddings.shape[0], 1)
+        dtype = next(encoder.parameters()).dtype
+        replaced = token_embeddings.to(dtype)
+        handle = encoder.get_input_embeddings().register_forward_hook(
+            lambda module, args, output: replaced
+        )
+        try:
+            hidden = encoder(ids, attention_mask=mask)[0]
+        finally:
+            handle.remove()
+        return {"encoder_hidden_states": hidden.float()}
+
     def denoise(self, latents: Tensor, timestep: int, embeddings: Embeddings) -> Tensor:
         """UNet call, converted to ``eps`` from the scheduler's prediction type."""
         dtype = self.model_dtype

@@ -32,6 +32,7 @@ METHOD_PRESETS: dict[str, tuple[type[Method], dict[str, Any]]] = {
     "nulltta-fast": (NullTTA, FAST_SETTINGS),
     "nulltta-release": (NullTTA, RELEASE_KL),
     "nulltta-release-fast": (NullTTA, {**RELEASE_KL, **FAST_SETTINGS}),
+    "nulltta-manifold": (NullTTA, {"null_parameterisation": "text_manifold"}),
 }
 
 

@@ -38,6 +38,8 @@ class NullTTA(Method):
         release's 100-step shape to the task's T (:func:`compressed_rate`).
     num_candidates : int
         Greedy K (3).
+    null_parameterisation : {"embedding", "text_manifold"}
+        phi' free (the paper's) or ``text_encoder(e')`` (:mod:`nulltta.parameterisation`).
     learning_rate : float or None
         Adam's step size; None is the model's default.
     reward_weight, sigma_phi_sq : float
@@ -61,6 +63,7 @@ class NullTTA(Method):
     n_max: int = 25
     schedule_rate: float | None = None
     num_candidates: int = 3
+    null_parameterisation: str = "embedding"
     learning_rate: float | None = None
     kl_weight: float | None = None
     kl_mode: str = "paper"
