@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="only fine-tune the decoder of the pipeline already in --out (stage 4)",
     )
-    parser.add_argument("--steps", type=int, default=2400, help="UNet + text encoder steps")
+    parser.add_argument("--steps", type=int, default=4000, help="UNet + text encoder steps")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
