@@ -210,10 +210,19 @@ def _raw_scores(model: CalibratedPreference, images: Tensor, labels: Tensor) -> 
 def calibrate(model: CalibratedPreference, pairs: PairSet) -> dict[str, float]:
     """Fit ``gold ~ scale * raw + bias`` (least squares) on the pairs' images; set the buffers.
 
+    The scale must come out positive, so the calibrated score ranks images
+    exactly as the raw Bradley-Terry score does (and :func:`pairwise_accuracy`,
+    computed on raw scores, is the calibrated reward's accuracy too).
+
     Returns
     -------
     dict
         ``scale``, ``bias`` and the Pearson correlation of raw scores with gold.
+
+    Raises
+    ------
+    RuntimeError
+        When the fitted scale is not positive.
     """
     images = torch.cat([pairs.images_a, pairs.images_b])
     labels = pairs.labels.repeat(2, 1)
@@ -221,6 +230,11 @@ def calibrate(model: CalibratedPreference, pairs: PairSet) -> dict[str, float]:
     gold = torch.cat([pairs.gold_a, pairs.gold_b]).double()
     design = torch.stack([raw, torch.ones_like(raw)], 1)
     scale, bias = torch.linalg.lstsq(design, gold[:, None]).solution[:, 0]
+    if not scale > 0:
+        raise RuntimeError(
+            f"calibration scale {float(scale):.3g} <= 0: the raw scores rank the images against "
+            "gold, so the proxy did not learn; train it longer or check the pairs."
+        )
     model.scale.fill_(float(scale))
     model.bias.fill_(float(bias))
     pearson = float(torch.corrcoef(torch.stack([raw, gold]))[0, 1])

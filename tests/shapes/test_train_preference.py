@@ -54,16 +54,20 @@ def test_rater_noise_has_the_stated_temperature(pairs) -> None:
 class _MeanBrightness(CalibratedPreference):
     """A network-free score, so the calibration can be checked in closed form."""
 
+    sign = 1.0
+
     def raw(self, images: Tensor, labels: Tensor) -> Tensor:
-        return images.mean((1, 2, 3)) * 3.0 - 1.0
+        return self.sign * (images.mean((1, 2, 3)) * 3.0 - 1.0)
 
 
 def test_calibration_is_the_least_squares_fit(pairs) -> None:
     model = _MeanBrightness()
-    info = calibrate(model, pairs)
     raw = model.raw(torch.cat([pairs.images_a, pairs.images_b]), pairs.labels).double().numpy()
     gold = torch.cat([pairs.gold_a, pairs.gold_b]).double().numpy()
     scale, bias = np.polyfit(raw, gold, 1)
+    model.sign = float(np.sign(scale))  # a score that ranks with gold on these pairs
+    raw, scale = raw * model.sign, scale * model.sign
+    info = calibrate(model, pairs)
     assert info["scale"] == pytest.approx(scale, rel=1e-6)
     assert float(model.bias) == pytest.approx(bias, rel=1e-5, abs=1e-6)
     fitted = model(pairs.images_a[:5], pairs.labels[:5])
