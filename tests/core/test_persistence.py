@@ -58,6 +58,19 @@ def test_every_fitted_attribute_round_trips_exactly(fitted, tiny_pipe, tmp_path)
     assert loaded.get_params()["n_max"] == fitted.n_max and loaded.reward == "brightness"
 
 
+def test_a_fit_of_several_prompts_round_trips_exactly(tiny_pipe, fast_kwargs, tmp_path):
+    aligner = NullTextAligner(tiny_pipe, "brightness", **fast_kwargs)
+    aligner.fit([PROMPT, "a blue square"], seeds=[0, 3])
+    names = set(fitted_attributes(aligner))
+    assert {"phis_", "images_", "rewards_", "histories_", "prompts_", "seeds_"} <= names
+    save_fitted(aligner, tmp_path)
+    assert (tmp_path / "images" / "001.png").is_file()
+    _, loaded = load_fitted(tmp_path)
+    assert set(loaded) == names
+    for name in names:
+        assert_same(getattr(aligner, name), loaded[name], name)
+
+
 def test_the_saved_folder_is_readable(fitted, tmp_path):
     save_fitted(fitted, tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == {
