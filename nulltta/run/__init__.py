@@ -17,8 +17,9 @@ One concept per module: :mod:`~nulltta.run.prompts` (the prompts file),
 :mod:`~nulltta.run.align` (one batch and its faults),
 :mod:`~nulltta.run.model` (the model and rewards of a rank),
 :mod:`~nulltta.run.worker` (one rank), :mod:`~nulltta.run.report` (the end),
-:mod:`~nulltta.run.progress`, :mod:`~nulltta.run.launch` (Fabric and
-signals) and :mod:`~nulltta.run.cli`.
+:mod:`~nulltta.run.progress`, :mod:`~nulltta.run.shared` (one folder for
+all nodes), :mod:`~nulltta.run.launch` (Fabric and signals) and
+:mod:`~nulltta.run.cli`.
 """
 
 from __future__ import annotations

@@ -68,6 +68,13 @@ class Outcome:
         """Whether no image was made."""
         return self.image is None
 
+    @property
+    def status(self) -> str:
+        """``"failed"`` (no image), ``"flagged"`` (an image, with flags) or ``"ok"``."""
+        if self.failed:
+            return "failed"
+        return "flagged" if self.flags else "ok"
+
 
 def out_of_memory_message(batch_size: int, resolution: Any) -> str:
     """The one error for running out of device memory: the three ways to need less."""

@@ -5,7 +5,8 @@
 1. load the model, the target reward and the held-out rewards, and check
    every prompt against the model (all before the first image);
 2. rank 0 reads what earlier runs finished and broadcasts the batches still
-   to do, so every rank works from the same list;
+   to do, so every rank works from the same list (and every rank checks it
+   sees the folder rank 0 writes to);
 3. each rank aligns its share (batch ``j`` of that list goes to rank
    ``j mod world_size``), writes each image atomically and then its row;
 4. after a barrier, rank 0 makes the plain images for the grid and writes
@@ -24,11 +25,12 @@ import torch
 from .align import Outcome, align_batch
 from .files import atomic_write, png_bytes, remove_temporary_files, sha256
 from .job import RunJob
-from .manifest import append_part_row, chosen_rows, read_part_rows, write_manifest
+from .manifest import FINISHED, append_part_row, chosen_rows, read_part_rows, write_manifest
 from .model import LoadedModel, load_model, score_heldout
 from .plan import Batch, share_of
 from .progress import RunProgress
 from .report import finish_run
+from .shared import clear_marks, leave_mark, wait_for_mark
 
 __all__ = ["run_worker", "write_outcomes"]
 
@@ -87,10 +89,6 @@ def write_outcomes(
 
 def _row(model: LoadedModel, outcome: Outcome, batch: Batch, rank: int, attempt: str) -> dict:
     item = outcome.item
-    if outcome.failed:
-        status = "failed"
-    else:
-        status = "flagged" if outcome.flags else "ok"
     return {
         "key": item.key,
         "index": item.index,
@@ -99,7 +97,7 @@ def _row(model: LoadedModel, outcome: Outcome, batch: Batch, rank: int, attempt:
         "seed": item.seed,
         "file": None if outcome.failed else item.file,
         "sha256": None,
-        "status": status,
+        "status": outcome.status,
         "reward_name": model.reward_name,
         "reward": outcome.reward,
         "heldout": {},
@@ -118,21 +116,32 @@ def _row(model: LoadedModel, outcome: Outcome, batch: Batch, rank: int, attempt:
     }
 
 
-def _todo(job: RunJob) -> list[tuple[int, list[str]]]:
-    """``(batch index, keys already finished in it)`` for every batch with an unfinished image.
+def _todo(job: RunJob) -> list[tuple[int, list[str], bool]]:
+    """What is left of the plan: ``(batch index, keys finished in it, retry only)``.
 
-    A batch is redone whole (the same trajectories together, so the same
-    numbers) but only its missing images are written.
+    A batch with an image never made (or lost) is redone whole, with the same
+    trajectories together, so the same numbers, but only its missing images
+    are written. A batch whose only unfinished images are ones that failed
+    was already split into single images by :func:`align_batch`, so only
+    those are aligned again, one at a time, as then.
     """
     keys = [item.key for batch in job.plan for item in batch.items]
     chosen = chosen_rows(job.out, keys, read_part_rows(job.out))
-    finished = {key for key, row in chosen.items() if row["status"] != "failed"}
     todo = []
     for batch in job.plan:
-        done = [item.key for item in batch.items if item.key in finished]
+        status = {item.key: chosen.get(item.key, {}).get("status") for item in batch.items}
+        done = [key for key, s in status.items() if s in FINISHED]
         if len(done) < len(batch.items):
-            todo.append((batch.index, done))
+            retry_only = all(s in FINISHED or s == "failed" for s in status.values())
+            todo.append((batch.index, done, retry_only))
     return todo
+
+
+def _align(model: LoadedModel, batch: Batch, done: set[str], retry_only: bool) -> list[Outcome]:
+    if not retry_only:
+        return align_batch(model.aligner, batch.items)
+    left = [item for item in batch.items if item.key not in done]
+    return [outcome for item in left for outcome in align_batch(model.aligner, [item])]
 
 
 def run_worker(fabric: Any, job: RunJob) -> dict[str, Any]:
@@ -161,22 +170,22 @@ def _work(fabric: Any, job: RunJob) -> dict[str, Any]:
     if rank0:
         remove_temporary_files(job.out)  # left by a killed writer; no rank writes yet
         state = {"attempt": uuid.uuid4().hex, "todo": _todo(job)}
+        leave_mark(job.out, state["attempt"])
     state = fabric.broadcast(state, src=0)
-    todo = [(job.plan[index], set(done)) for index, done in state["todo"]]
-    todo_keys = [i.key for batch, done in todo for i in batch.items if i.key not in done]
+    if not rank0:
+        wait_for_mark(job.out, state["attempt"])
+    todo = [(job.plan[index], set(done), retry) for index, done, retry in state["todo"]]
+    todo_keys = [i.key for batch, done, _ in todo for i in batch.items if i.key not in done]
     counts = {"ok": 0, "flagged": 0, "failed": 0}
     progress = RunProgress(job.out, todo_keys, state["attempt"], enabled=rank0 and job.progress)
     try:
         with progress:
-            for batch, done in share_of(todo, rank, world):
-                outcomes = align_batch(model.aligner, batch.items)
+            for batch, done, retry_only in share_of(todo, rank, world):
+                outcomes = _align(model, batch, done, retry_only)
                 write_outcomes(job, model, batch, outcomes, done, rank, state["attempt"])
                 for outcome in outcomes:
                     if outcome.item.key not in done:
-                        status = (
-                            "failed" if outcome.failed else ("flagged" if outcome.flags else "ok")
-                        )
-                        counts[status] += 1
+                        counts[outcome.status] += 1
                 progress.refresh()
         fabric.barrier()
     except KeyboardInterrupt:
@@ -185,4 +194,5 @@ def _work(fabric: Any, job: RunJob) -> dict[str, Any]:
         raise
     if not rank0:
         return counts
+    clear_marks(job.out)
     return finish_run(job, model)

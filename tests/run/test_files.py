@@ -86,3 +86,14 @@ def test_a_corrupt_weights_file_is_named(tiny_model, tmp_path, component, damage
 
 def test_intact_weights_pass_the_check(tiny_model):
     check_weights_files(tiny_model)
+
+
+def test_a_rank_that_cannot_see_rank_0s_folder_stops_with_the_fix(tmp_path):
+    from nulltta.run.shared import clear_marks, leave_mark, wait_for_mark
+
+    leave_mark(tmp_path, "a1")
+    wait_for_mark(tmp_path, "a1", timeout=0)
+    with pytest.raises(RunError, match="file system every node shares"):
+        wait_for_mark(tmp_path, "b2", timeout=0.1)  # another node's local disk
+    clear_marks(tmp_path)
+    assert not list((tmp_path / "rows").iterdir())
