@@ -8,9 +8,12 @@ named) does not depend on the weights.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,6 +93,34 @@ def run_in_process(out: Path, prompts: Path, model: Path, *extra: str) -> int:
 def nulltta_command() -> list[str]:
     """The ``nulltta`` console script: Fabric starts the other ranks by running it again."""
     return [sys.executable, str(Path(sys.executable).with_name("nulltta"))]
+
+
+def run_command(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run ``nulltta ARGS`` in its own process group, all of which is killed on a timeout.
+
+    Fabric's extra ranks are children of the command; killing only the
+    command would leave them running.
+    """
+    process = subprocess.Popen(
+        nulltta_command() + args,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    finally:
+        kill_group(process)
+    return subprocess.CompletedProcess(process.args, process.returncode, output)
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """Kill what is left of ``process``'s group (started with ``start_new_session``)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def subprocess_env() -> dict[str, str]:

@@ -21,6 +21,7 @@ from nulltta.rewards import Reward, register_reward
 
 from .conftest import (
     assert_same_run,
+    kill_group,
     manifest_rows,
     nulltta_command,
     run_args,
@@ -77,10 +78,13 @@ def _assert_finished_images_are_whole(out: Path) -> int:
     return len(rows)
 
 
-def _wait_for_rows(out: Path, timeout: float = 300.0) -> None:
+def _wait_for_rows(out: Path, process: subprocess.Popen | None = None, timeout: float = 900.0):
+    """Return once the run has finished an image (or has ended)."""
     rows = out / "rows" / "rank-00000.jsonl"
     deadline = time.monotonic() + timeout
     while not (rows.exists() and rows.stat().st_size > 0):
+        if process is not None and process.poll() is not None:
+            return
         if time.monotonic() > deadline:
             raise TimeoutError("the run wrote no row")
         time.sleep(0.02)
@@ -97,13 +101,14 @@ def test_sigterm_mid_run_then_resume_equals_an_uninterrupted_run(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
     try:
-        _wait_for_rows(out)
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=120)
+        _wait_for_rows(out, process)
+        process.send_signal(signal.SIGTERM)  # to the command, as `kill PID` would
+        output, _ = process.communicate(timeout=600)
     finally:
-        process.kill()
+        kill_group(process)
     assert process.returncode == 128 + signal.SIGTERM, output[-3000:]
     assert "stopped by SIGTERM" in output
     finished = _assert_finished_images_are_whole(out)

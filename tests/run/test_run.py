@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import pytest
 from PIL import Image
@@ -15,10 +14,9 @@ from .conftest import (
     FAST,
     assert_same_run,
     manifest_rows,
-    nulltta_command,
     run_args,
+    run_command,
     run_in_process,
-    subprocess_env,
 )
 
 
@@ -80,11 +78,8 @@ def test_two_processes_give_the_same_images_as_one(
     reference_run, prompts_file, tiny_model, tmp_path
 ):
     out = tmp_path / "two"
-    args = run_args(out, prompts_file, tiny_model, "--devices", "2")
-    done = subprocess.run(
-        nulltta_command() + args, env=subprocess_env(), capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_command(run_args(out, prompts_file, tiny_model, "--devices", "2"), timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:]
     assert sorted(p.name for p in (out / "rows").iterdir()) == [
         "rank-00000.jsonl",
         "rank-00001.jsonl",
