@@ -119,18 +119,9 @@ def nulltta_aligner(pipe: Any, reward: Any, args, batch_size: int) -> Any:
     )
 
 
-def score(images: torch.Tensor, prompts: list[str], scorers: dict[str, Any]) -> list[dict]:
-    """Every scorer on the saved (8-bit) images, one dict per image."""
-    from nulltta.bench.runner import quantize
-
-    images = quantize(images)
-    with torch.no_grad():
-        values = {name: fn(images, prompts) for name, fn in scorers.items()}
-    return [{name: float(v[i]) for name, v in values.items()} for i in range(images.shape[0])]
-
-
 def build(args) -> tuple[Any, Any, dict[str, Any]]:
     """The pipeline, the target reward and the evaluation scorers."""
+    from nulltta.bench.scoring import evaluation_scorers
     from nulltta.loading import load_pipeline
     from nulltta.profiles import model_profile
     from nulltta.rewards import get_reward
@@ -151,12 +142,7 @@ def build(args) -> tuple[Any, Any, dict[str, Any]]:
     if args.height is None:
         args.height, args.width = adapter.default_resolution()
     target = get_reward(args.reward or profile.reward).to(device).eval()
-    scorers: dict[str, Any] = {"target": lambda im, p: target.score_trusted(im, p)}
-    for name in [*profile.heldout, *([profile.gold] if profile.gold else [])]:
-        reward = get_reward(name).to(device).eval()
-        scorers[name] = lambda im, p, reward=reward: reward.score_trusted(im, p)
-    if profile.fidelity is not None:
-        scorers["fidelity"] = profile.fidelity
+    scorers = evaluation_scorers(profile, args.reward, device)
     return pipe, target, scorers
 
 
@@ -247,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     from nulltta.bench.cost import measure
+    from nulltta.bench.scoring import score_images
     from nulltta.bench.shapesbench import shapesbench_prompts
 
     release = load_release(args.release, torch.device(args.device))
@@ -281,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                     per_image.append(cost.seconds)
                     peaks.append(cost.peak_memory_delta_mb)
                 pixels = torch.cat(images)
-            scores = score(pixels.to(device), [p for p, _ in chunk], scorers)
+            scores = score_images(pixels.to(device), [p for p, _ in chunk], scorers)
             for (prompt, seed), value, seconds, peak in zip(
                 chunk, scores, per_image, peaks, strict=True
             ):

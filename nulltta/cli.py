@@ -1,8 +1,11 @@
 """Command line: ``nulltta generate PROMPT``, ``nulltta rewards``.
 
-``generate`` writes the aligned image (PNG with prompt, seed, reward and
+``generate`` writes the aligned image (PNG with prompt, seed, rewards and
 settings in its metadata), a plain-sampling image from the same seed beside
-it, and the history as JSON.
+it, ``comparison.png`` (the two side by side, labelled with their rewards),
+``rewards.png`` (the reward against the step) and the history as JSON. It
+prints the target reward of both, and the model's gold reward where it has
+one (the embedded model's ``shapes-gold``).
 """
 
 from __future__ import annotations
@@ -50,8 +53,29 @@ def _add_generate(subparsers: Any) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _evaluation_rewards(aligner: Any) -> dict[str, Any]:
+    """The model's gold reward, if it has one, loaded for scoring the two images."""
+    from .rewards import get_reward
+
+    gold = aligner.profile_.gold
+    if gold is None:
+        return {}
+    return {f"gold ({gold})": get_reward(gold).to(aligner.reward_fn_.device).eval()}
+
+
+def _scores(aligner: Any, image: Image.Image, extra: dict[str, Any], prompt: str) -> dict:
+    from .images import to_tensor
+
+    pixels = to_tensor(image).to(aligner.reward_fn_.device)
+    scores = {"target": aligner.score(image, prompt)}
+    for name, reward in extra.items():
+        scores[name] = float(reward(pixels, [prompt])[0])
+    return scores
+
+
 def _run_generate(args: argparse.Namespace) -> int:
     from .aligner import NullTextAligner
+    from .figures import comparison_image, reward_curve
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -59,30 +83,44 @@ def _run_generate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     aligner.fit(args.prompt)
     seconds = time.perf_counter() - started
-    reward_name = args.reward or type(aligner.reward_fn_).__name__
+    reward_name = args.reward or aligner.profile_.reward
+    extra = _evaluation_rewards(aligner)
+    # Every score is of the saved 8-bit image, the one the user gets.
+    results = {"aligned": _scores(aligner, aligner.image_, extra, args.prompt)}
     info = {
         "prompt": args.prompt,
         "seed": args.seed,
         "model": str(args.model),
         "reward_name": reward_name,
-        "reward": aligner.reward_,
+        "reward": results["aligned"]["target"],
         "config": aligner.config_.to_dict(),
         "method": "null-tta",
         "seconds": round(seconds, 2),
     }
-    _save_png(aligner.image_, out / "aligned.png", info)
+    _save_png(aligner.image_, out / "aligned.png", {**info, "scores": results["aligned"]})
     aligner.history_.to_json(out / "history.json")
-    summary = {"aligned": {"reward": aligner.reward_, "seconds": round(seconds, 2)}}
+    written = ["aligned.png", "history.json"]
     if not args.no_plain:
         plain = aligner.sample_baseline(args.prompt, seed=args.seed)[0]
-        plain_reward = aligner.score(plain)
-        _save_png(plain, out / "plain.png", {**info, "reward": plain_reward, "method": "plain-cfg"})
-        summary["plain"] = {"reward": plain_reward}
-    (out / "summary.json").write_text(json.dumps({**info, **summary}, indent=1))
-    print(f"reward ({reward_name}): aligned {aligner.reward_:.4f}", end="")
-    if "plain" in summary:
-        print(f", plain {summary['plain']['reward']:.4f} (same seed)", end="")
-    print(f"; {seconds:.1f} s; wrote {out}/aligned.png, plain.png, history.json")
+        results["plain"] = _scores(aligner, plain, extra, args.prompt)
+        plain_info = {**info, "reward": results["plain"]["target"], "method": "plain-cfg"}
+        _save_png(plain, out / "plain.png", {**plain_info, "scores": results["plain"]})
+        labels = [
+            [name, *(f"{key}: {value:.3f}" for key, value in results[name].items())]
+            for name in ("plain", "aligned")
+        ]
+        comparison_image([plain, aligner.image_], labels).save(out / "comparison.png")
+        written += ["plain.png", "comparison.png"]
+    if reward_curve(aligner.history_, out / "rewards.png", f"{args.prompt} (seed {args.seed})"):
+        written.append("rewards.png")
+    (out / "summary.json").write_text(json.dumps({**info, "scores": results}, indent=1))
+    for key in results["aligned"]:
+        name = f"target ({reward_name})" if key == "target" else key
+        line = f"{name}: aligned {results['aligned'][key]:.4f}"
+        if "plain" in results:
+            line += f", plain {results['plain'][key]:.4f} (same seed)"
+        print(line)
+    print(f"{seconds:.1f} s; wrote {', '.join(f'{out}/{name}' for name in written)}")
     return 0
 
 

@@ -55,8 +55,8 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--fidelity",
         default="auto",
-        help="prompt-fidelity reward name, 'none', or 'auto' (the ShapesBench classifier's "
-        "accuracy for the embedded model, none otherwise)",
+        help="prompt-fidelity reward name, 'none', or 'auto' (the model's own measure: the "
+        "ShapesBench classifier's accuracy for the embedded model; none otherwise)",
     )
     parser.add_argument(
         "--methods",
@@ -87,23 +87,19 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _embedded_defaults(args: argparse.Namespace) -> dict[str, Any]:
-    from ..loading import is_embedded
+def _model_defaults(args: argparse.Namespace) -> dict[str, Any]:
+    """Target, held-out rewards, fidelity and set metrics from the model's profile."""
+    from ..profiles import model_profile
 
-    if not is_embedded(args.model):
-        return {"target": "pickscore", "heldout": [], "fidelity": None, "set_metrics": {}}
-    from ..shapes.rewards import ShapesFD, fidelity_accuracy
-
-    def frechet(images: Any) -> float:
-        metric = ShapesFD()
-        metric.update(images)
-        return float(metric.compute())
-
+    profile = model_profile(args.model)
+    heldout = [*profile.heldout, *([profile.gold] if profile.gold else [])]
+    fidelity = None if profile.fidelity is None else ("fidelity", profile.fidelity)
     return {
-        "target": "shapes-preference",
-        "heldout": ["shapes-preference-heldout", "shapes-manifold"],
-        "fidelity": ("shapes-fidelity-accuracy", fidelity_accuracy),
-        "set_metrics": {"FD": frechet},
+        "profile": profile,
+        "target": profile.reward,
+        "heldout": heldout,
+        "fidelity": fidelity,
+        "set_metrics": dict(profile.set_metrics),
     }
 
 
@@ -121,7 +117,7 @@ def run_bench(args: argparse.Namespace) -> int:
     """Run (or resume) the benchmark and write its report."""
     import torch
 
-    from ..loading import is_embedded, load_pipeline
+    from ..loading import load_pipeline
     from ..rewards import get_reward
     from .methods import make_method
     from .report import write_report
@@ -129,7 +125,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    defaults = _embedded_defaults(args)
+    defaults = _model_defaults(args)
     if args.report_only:
         write_report(args.out, defaults["set_metrics"])
         print(f"wrote {args.out}/results.md")
@@ -142,11 +138,8 @@ def run_bench(args: argparse.Namespace) -> int:
     shard = (int(index), int(count or 1))
     if not 0 <= shard[0] < shard[1]:
         raise ValueError(f"--shard {args.shard}: write i/n with 0 <= i < n, e.g. 0/2 and 1/2")
-    if is_embedded(args.model):
-        from ..shapes.world import check_prompt
-
-        for prompt in prompts:
-            check_prompt(prompt)
+    for prompt in dict.fromkeys(prompts):
+        defaults["profile"].validate_prompt(prompt)
     pipeline = load_pipeline(args.model, args.device, torch.float16 if args.fp16 else None)
     device = next(pipeline.unet.parameters()).device
     target_name = args.target or defaults["target"]

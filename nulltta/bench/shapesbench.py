@@ -1,15 +1,16 @@
-"""The ShapesBench results table: every method on the embedded model, one command.
+"""The ShapesBench 2 results table: every method on the embedded model, one command.
 
-    python -m nulltta.bench.shapesbench --out benchmarks/results/shapesbench
+    python -m nulltta.bench.shapesbench --out benchmarks/results/shapesbench2 --parallel 2
 
 runs ``nulltta bench`` on the embedded 32x32 model with 16 prompts x 3 seeds
-(:func:`shapesbench_prompts`), target ``shapes-preference``, held-out
-``shapes-preference-heldout`` and ``shapes-manifold``, prompt fidelity by the
-ShapesBench classifier and the Frechet distance of each method's images, and
-writes ``results.json``, ``results.md``, ``pareto.png`` and ``grids/``. It is
-resumable, and ``--parallel 2`` splits the pairs over two processes.
+(:func:`shapesbench_prompts`), target ``shapes-preference``; held-out
+``shapes-preference-heldout``, ``shapes-manifold`` and the gold reward
+``shapes-gold`` (the model's profile); prompt fidelity by the ShapesBench
+classifier and the Frechet distance of each method's images; and writes
+``results.json``, ``results.md``, ``pareto.png`` and ``grids/``. It is
+resumable, and ``--parallel 2`` splits the pairs over two processes. The
+world and protocol are fixed in ``docs/concepts/shapesbench.md``.
 
-Budgets are sized so that the table fits in about an hour on two CPU cores;
 ``--print-command`` shows the equivalent ``nulltta bench`` call.
 """
 
@@ -21,26 +22,27 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..shapes.model import ALIGNMENT_DEFAULTS
+from ..shapes.profile import embedded_profile
 from .base import compressed_rate
 from .best_of_n import matched_best_of_n
 
 __all__ = ["bench_arguments", "main", "method_specs", "shapesbench_prompts"]
 
 STEPS = 20
-GUIDANCE_SCALE = ALIGNMENT_DEFAULTS["guidance_scale"]  # the embedded model's CFG
+GUIDANCE_SCALE = embedded_profile().defaults["guidance_scale"]  # the embedded model's CFG
 SEEDS = (0, 1, 2)
 NUM_PROMPTS = 16
 NOTE = (
-    "Budgets: best-of-N and DNO are matched to Null-TTA's UNet passes, DAS roughly (see "
-    "the Methods list and `nulltta.bench.shapesbench.method_specs`). Times are wall-clock "
-    "on a shared 2-core CPU (two benchmark processes of 1 thread each, other jobs at "
-    "times): compare them loosely and rely on the network counts, which are exact. "
+    "ShapesBench 2 (docs/concepts/shapesbench.md). Budgets: best-of-N and DNO are matched "
+    "to Null-TTA's UNet passes, DAS roughly (see `nulltta.bench.shapesbench.method_specs`). "
+    "Times are wall-clock on a 2-core CPU (two benchmark processes of 1 thread each): compare "
+    "them loosely and rely on the network counts, which are exact. Gold: `shapes-gold`, the "
+    "true preference measured from the pixels, gated on prompt match; no method sees it. "
     "Fidelity: fraction of images whose shape, colour and background the ShapesBench "
-    "classifier reads as the prompt's. FD: Frechet distance of each method's 48 images "
-    "to clean world images in the classifier's features. `nulltta-release*`: the release's KL "
-    "(lambda2 0.002, annealed to zero); `nulltta*`: the embedded model's defaults (lambda2 "
-    "0.2, not annealed), see docs/concepts/regularisation.md."
+    "classifier reads as the prompt's. FD: Frechet distance of each method's images to clean "
+    "world images in the classifier's features. `nulltta`: the embedded model's defaults; "
+    "`nulltta-release`: the release's KL and step size (lambda2 0.002 annealed, lr 0.01); "
+    "`nulltta-manifold`: phi' = text_encoder(e') (beyond the paper)."
 )
 
 
@@ -69,9 +71,9 @@ def method_specs(steps: int = STEPS) -> list[str]:
       then puts reward differences of about 0.2 at about 70 nats, close to
       DAS's own choices for PickScore and aesthetic;
     - Null-TTA: the release's schedule (n_min 5, n_max 25, K = 3) compressed to
-      T steps, and the fast settings; each with the release's KL settings
-      (``nulltta-release``: lambda2 0.002, annealed to zero) and with the
-      model's defaults (``nulltta``: the embedded model's 0.2, not annealed).
+      T steps: with the model's defaults (``nulltta``), the fast settings
+      (``nulltta-fast``), the release's KL and step size (``nulltta-release``),
+      and phi' on the text manifold (``nulltta-manifold``).
     """
     n = matched_best_of_n(steps, 5, 25, compressed_rate(steps), 3)
     dno_iterations = max(1, round(n * 2 * steps / (6 * steps)))
@@ -83,9 +85,9 @@ def method_specs(steps: int = STEPS) -> list[str]:
         f"dno-noreg:iterations={dno_iterations}:learning_rate=0.05",
         "das:num_particles=8:kl_coeff=0.003",
         "nulltta-release",
-        "nulltta-release-fast",
         "nulltta",
         "nulltta-fast",
+        "nulltta-manifold",
     ]
 
 
@@ -95,14 +97,14 @@ def bench_arguments(out: str, prompts_file: str, steps: int, seeds: list[int]) -
         "bench",
         "--model", "embedded",
         "--target", "shapes-preference",
-        "--heldout", "shapes-preference-heldout", "shapes-manifold",
+        "--heldout", "shapes-preference-heldout", "shapes-manifold", "shapes-gold",
         "--fidelity", "auto",
         "--methods", *method_specs(steps),
         "--prompts", prompts_file,
         "--seeds", *map(str, seeds),
         "--steps", str(steps),
         "--guidance-scale", str(GUIDANCE_SCALE),
-        "--title", "ShapesBench: Null-TTA and baselines",
+        "--title", "ShapesBench 2: Null-TTA and baselines",
         "--note", NOTE,
         "--out", out,
         "--threads", "1",
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", default="benchmarks/results/shapesbench")
+    parser.add_argument("--out", default="benchmarks/results/shapesbench2")
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--prompts", type=int, default=NUM_PROMPTS, help="number of prompts")

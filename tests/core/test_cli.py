@@ -47,8 +47,29 @@ def test_generate_writes_images_metadata_and_history(tiny_model_dir, tmp_path, c
     history = json.loads((out / "history.json").read_text())
     assert len(history) == 4
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["aligned"]["reward"] == pytest.approx(json.loads(aligned.text["reward"]))
-    assert "aligned" in capsys.readouterr().out
+    aligned_target = summary["scores"]["aligned"]["target"]
+    assert aligned_target == pytest.approx(json.loads(aligned.text["reward"]))
+    assert json.loads(plain.text["scores"]) == summary["scores"]["plain"]
+    comparison = Image.open(out / "comparison.png")
+    assert comparison.size[0] == 2 * 256 and comparison.size[1] > 256
+    # The right half is the aligned image, upscaled by whole pixels.
+    expected = aligned.convert("RGB").resize((256, 256), Image.NEAREST)
+    assert comparison.crop((256, 0, 512, 256)).tobytes() == expected.tobytes()
+    assert Image.open(out / "rewards.png").size[0] > 0
+    printed = capsys.readouterr().out
+    assert f"target (brightness): aligned {summary['scores']['aligned']['target']:.4f}" in printed
+
+
+def test_generate_on_the_embedded_model_reports_gold_for_both_images(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["generate", "a red circle on a white background", "--steps", "3", "--n-min", "1"]
+    args += ["--n-max", "1", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    scores = json.loads((out / "summary.json").read_text())["scores"]
+    assert set(scores["aligned"]) == set(scores["plain"]) == {"target", "gold (shapes-gold)"}
+    printed = capsys.readouterr().out
+    assert "target (shapes-preference): aligned" in printed
+    assert f"gold (shapes-gold): aligned {scores['aligned']['gold (shapes-gold)']:.4f}" in printed
 
 
 def test_generate_passes_the_kl_settings(tiny_model_dir, tmp_path):
