@@ -76,12 +76,13 @@ class Outcome:
         return "flagged" if self.flags else "ok"
 
 
-def out_of_memory_message(batch_size: int, resolution: Any) -> str:
+def out_of_memory_message(batch_size: int, resolution: Any, in_batch: bool = True) -> str:
     """The one error for running out of device memory: the three ways to need less."""
     size = f" at {resolution[0]}x{resolution[1]}" if resolution else ""
+    where = f"aligning {batch_size} image(s) at once{size}" if in_batch else "outside a batch"
     smaller = f" (e.g. {batch_size // 2})" if batch_size > 1 else ""
     return (
-        f"the device ran out of memory aligning {batch_size} image(s) at once{size}. "
+        f"the device ran out of memory {where}. "
         f"Lower --batch-size{smaller}: finished images are kept, and a rerun in the same "
         "--out folder with a smaller --batch-size continues the run. Or need less memory per "
         "image: gradient checkpointing (NullTextAligner(gradient_checkpointing=True)) "

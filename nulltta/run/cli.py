@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli_args import add_method_arguments, aligner_kwargs
+from .align import out_of_memory_message
 from .errors import RunError, RunInterrupted
 from .files import check_writable
 from .job import RunJob
@@ -135,6 +136,8 @@ def run_run(args: argparse.Namespace) -> int:
     ``summary.md``), 2 for an error that stopped the run, and ``128 + signum``
     when SIGTERM or SIGINT stopped it.
     """
+    import torch
+
     try:
         job, accelerator = _prepare(args)
         if _is_rank_zero():
@@ -153,6 +156,10 @@ def run_run(args: argparse.Namespace) -> int:
             counts = fabric.launch(run_worker, job)
     except RunError as error:
         print(f"nulltta run: error: {error}", file=sys.stderr)
+        return 2
+    except torch.OutOfMemoryError:  # outside a batch: loading, held-out rewards, plain samples
+        message = out_of_memory_message(args.batch_size, None, in_batch=False)
+        print(f"nulltta run: error: {message}", file=sys.stderr)
         return 2
     except RunInterrupted as interrupt:
         print(_interrupted_message(args.out, interrupt.args[0]), file=sys.stderr)

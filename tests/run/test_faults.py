@@ -226,3 +226,13 @@ def test_out_of_memory_stops_the_run_with_one_clear_error(
     for fix in ("--batch-size", "gradient checkpointing", "decode_scale"):
         assert fix in error
     assert not list((out / "images").glob("*.png")) if (out / "images").exists() else True
+
+
+def test_out_of_memory_outside_a_batch_gives_the_same_clear_error(
+    prompts_file, tiny_model, tmp_path, capsys
+):
+    args = ("--heldout", "test-out-of-memory")  # the held-out scoring after the batch
+    assert run_in_process(tmp_path / "out", prompts_file, tiny_model, *args) == 2
+    error = capsys.readouterr().err
+    assert "ran out of memory outside a batch" in error and "Traceback" not in error
+    assert "--batch-size" in error and "decode_scale" in error
