@@ -16,8 +16,12 @@ class RewardLogger(Callback):
         self.rewards = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        row = outputs["row"]
-        self.rewards.append(row.get("selected_reward", row["reward"]))
+        # The step's record holds tensors with one row per trajectory (here one).
+        record = outputs["record"]
+        reward = record.per_trajectory.get("selected_reward")
+        if reward is None:  # no candidates at this step: the last inner step's reward
+            reward = record.inner["reward"][:, -1]
+        self.rewards.append(float(reward[0]))  # reading a value waits for the device
 
 
 # A weighted sum of two rewards, by name: "name:weight,name:weight".

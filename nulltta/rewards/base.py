@@ -184,8 +184,12 @@ class Reward(Metric):
         self.score_sum += scores.detach().double().sum().to(self.score_sum.device)
         self.num_images += scores.numel()
 
-    def forward(self, images: Tensor, prompts: str | Sequence[str] | None = None) -> Tensor:
+    def forward(
+        self, images: Tensor, prompts: str | Sequence[str] | None = None, trusted: bool = False
+    ) -> Tensor:
         """Score images, keeping the graph; also accumulate the running mean.
+
+        ``trusted=True`` is the alignment loop's hot path (:meth:`score_trusted`).
 
         Returns
         -------
@@ -193,6 +197,14 @@ class Reward(Metric):
             ``(B,)`` float32 scores.
 
         """
+        if trusted:
+            scores = self.score(images, prompts)
+            if scores.shape != (images.shape[0],):
+                raise RuntimeError(
+                    f"{type(self).__name__}.score returned shape {tuple(scores.shape)}, "
+                    f"expected ({images.shape[0]},): one score per image."
+                )
+            return scores.float()
         scores = self._checked_scores(images, prompts)
         self._accumulate(scores)
         # forward bypasses the wrapped update(), so mark the cached compute()
@@ -208,8 +220,8 @@ class Reward(Metric):
         adapters' decoders clamp to that range) and one prompt per image. The
         range check of :meth:`forward` is skipped because it reads the images'
         minimum and maximum on the host, a device sync on every inner step; the
-        running mean is not accumulated. Gradients flow as through
-        :meth:`forward`.
+        running mean is not accumulated. Gradients flow, and module hooks run
+        (the benchmark's cost counter counts these calls), as through a plain call.
 
         Returns
         -------
@@ -217,13 +229,7 @@ class Reward(Metric):
             ``(B,)`` float32 scores.
 
         """
-        scores = self.score(images, prompts)
-        if scores.shape != (images.shape[0],):
-            raise RuntimeError(
-                f"{type(self).__name__}.score returned shape {tuple(scores.shape)}, "
-                f"expected ({images.shape[0]},): one score per image."
-            )
-        return scores.float()
+        return self(images, prompts, trusted=True)
 
     def update(self, images: Tensor, prompts: str | Sequence[str] | None = None) -> None:
         """Accumulate scores of a batch without building a graph."""
