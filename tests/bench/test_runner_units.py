@@ -22,6 +22,7 @@ def test_label_dir_keeps_safe_characters_and_replaces_runs_of_others():
     assert _label_dir("best-of-n:n=2") == "best-of-n_n=2"
     assert _label_dir("nulltta-release_kl_mode=exact.v1") == "nulltta-release_kl_mode=exact.v1"
     assert _label_dir("a b//c") == "a_b_c"
+    assert _label_dir("DNO:Steps=3") == "DNO_Steps=3"  # capitals are kept
 
 
 def _run(methods, **shared):
