@@ -1,4 +1,4 @@
-"""The equations of Null-TTA, one pure function each (see ``METHOD.md``).
+"""The equations of Null-TTA, one pure function each (see ``docs/concepts/method.md``).
 
 Notation: ``x_t`` latent at sampling step t, ``abar_t`` cumulative product of
 the training schedule, ``s`` the CFG scale, ``phi`` the null-text embedding and
