@@ -85,10 +85,17 @@ class NullTTA(Method):
             settings["schedule_rate"] = compressed_rate(task.num_inference_steps)
         aligner = _fit(task, **settings)
         history = aligner.history_
+        config = aligner.config_
         info = {
             "inner_steps": int(sum(history[:, "inner_steps"])),
+            "skipped_steps": int(sum(history[:, "skipped_steps"])),
             "final_phi_distance": history[-1]["phi_distance"],
             "schedule_rate": settings["schedule_rate"],
+            # What the model's defaults resolved to (the spec may leave them None).
+            "resolved": {
+                key: getattr(config, key)
+                for key in ("kl_weight", "anneal_kl", "learning_rate", "guidance_scale")
+            },
         }
         return MethodOutput(to_tensor(aligner.image_), info)
 
