@@ -36,6 +36,7 @@ import argparse
 import hashlib
 import json
 import math
+import shlex
 import subprocess
 import sys
 import time
@@ -77,6 +78,27 @@ def default_guidance_scale() -> float:
         return float(GUIDANCE_SCALE)
     except ImportError:
         return 5.0
+
+
+def assets_fingerprint(model: str) -> str:
+    """SHA-256 (16 hex digits) of the UNet weights and, for the embedded model, its scorers.
+
+    Stored with the settings, so that rows measured on one model are never
+    resumed on another.
+    """
+    if model == "embedded":
+        from nulltta.shapes.model import embedded_model_path
+
+        folder = embedded_model_path()
+        files = sorted((folder.parent / "shapes-scorers").glob("*.safetensors"))
+    else:
+        folder, files = Path(model), []
+    files.insert(0, folder / "unet" / "diffusion_pytorch_model.safetensors")
+    digest = hashlib.sha256()
+    for path in files:
+        if path.is_file():
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def model_description(model: str, pipe: Any) -> dict[str, Any]:
@@ -324,7 +346,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# DAS: nulltta against the authors' sampler",
         "",
-        "Model: " + ", ".join(f"{k} `{v}`" for k, v in results["model"].items()) + ".",
+        "Model: " + ", ".join(f"{k} `{v}`" for k, v in results["model"].items()) + "; "
+        f"assets fingerprint `{s.get('model_fingerprint')}`.",
         f"Target `{s['target']}`, held-out `{s['heldout']}`, fidelity: ShapesBench classifier "
         "(all three attributes). Images rounded to 8 bits before scoring.",
         f"{s['particles']} particles, alpha (kl_coeff) {s['kl_coeff']}, {s['steps']} DDIM steps "
@@ -388,7 +411,11 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {row['official_batch1_vs_official_image_max_abs']:.2e} "
             f"| {row['official_batch1_vs_official_same_particle']} |"
         )
-    lines += ["", f"Command: `{results['command']}`", ""]
+    lines += ["", "Commands that produced these rows (resumed runs append to them):", ""]
+    if "run_from" in results:
+        lines += [f"Run from {results['run_from']}.", ""]
+    lines += [f"- `{command}`" for command in results["commands"]]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -403,6 +430,22 @@ def evaluate(image: torch.Tensor, prompt: str, target: Any, heldout: Any, fideli
             "heldout": float(heldout(image, [prompt])[0]),
             "fidelity": None if fidelity is None else float(fidelity(image, [prompt])[0]),
         }
+
+
+def report_only(out: Path, arms: list[str]) -> int:
+    """Rewrite results.json and results.md from the stored rows, without loading a model."""
+    previous = out / "results.json"
+    if not previous.exists():
+        raise SystemExit(f"no results.json in {out}: run the benchmark first")
+    results = json.loads(previous.read_text())
+    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    results["settings"] = json.loads((out / "settings.json").read_text())
+    results["parity"]["trajectories"] = json.loads((out / "parity.json").read_text())
+    results["summary"] = summarize(rows, arms)
+    previous.write_text(json.dumps(results, indent=1))
+    (out / "results.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -442,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
         (REPO / args.anchor).resolve() if not Path(args.anchor).is_absolute() else Path(args.anchor)
     )
     out = REPO / args.out if not Path(args.out).is_absolute() else Path(args.out)
+    if args.report_only:
+        return report_only(out, args.arms)
     out.mkdir(parents=True, exist_ok=True)
     pipe = load_pipeline(args.model)
     official = Official(anchor, pipe)
@@ -461,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         "guidance_scale": args.guidance_scale or default_guidance_scale(),
         "tempering_rate": compressed_rate(args.steps),
         "threads": args.threads,
+        "model_fingerprint": assets_fingerprint(args.model),
     }
     description = model_description(args.model, pipe)
     if args.model_note:
@@ -468,7 +514,10 @@ def main(argv: list[str] | None = None) -> int:
     rows_file = out / "rows.jsonl"
     settings_file = out / "settings.json"
     if settings_file.exists() and json.loads(settings_file.read_text()) != settings:
-        raise SystemExit(f"{out} holds a run with other settings; choose another --out")
+        raise SystemExit(
+            f"{out} holds a run with other settings or another model ({settings_file}); "
+            "choose another --out, or delete its files to start over"
+        )
     settings_file.write_text(json.dumps(settings, indent=1))
     rows = (
         [json.loads(line) for line in rows_file.read_text().splitlines()]
@@ -481,19 +530,17 @@ def main(argv: list[str] | None = None) -> int:
     parity_file = out / "parity.json"
     stored = json.loads(parity_file.read_text()) if parity_file.exists() else []
     have = {(r["prompt"], r["seed"], r["kl_coeff"]) for r in stored}
-    if not args.report_only:
-        print("parity checks ...", flush=True)
-        for kl in args.parity_kl:
-            seeds = [s for s in range(args.parity_seeds) if (prompts[0], s, kl) not in have]
-            for row in trajectory_parity(pipe, official, target, prompts[0], seeds, settings, kl):
-                stored.append(row)
-                parity_file.write_text(json.dumps(stored, indent=1))
+    print("parity checks ...", flush=True)
+    for kl in args.parity_kl:
+        seeds = [s for s in range(args.parity_seeds) if (prompts[0], s, kl) not in have]
+        for row in trajectory_parity(pipe, official, target, prompts[0], seeds, settings, kl):
+            stored.append(row)
+            parity_file.write_text(json.dumps(stored, indent=1))
     parity = {"ssp": ssp_parity(official), "trajectories": stored}
     print(json.dumps(parity, indent=1), flush=True)
 
     pairs = [(prompt, seed) for seed in args.seeds for prompt in prompts]
-    skip_pairs = args.report_only or args.parity_only
-    for number, (prompt, seed) in enumerate([] if skip_pairs else pairs):
+    for number, (prompt, seed) in enumerate([] if args.parity_only else pairs):
         order = args.arms[number % len(args.arms) :] + args.arms[: number % len(args.arms)]
         for arm in order:
             if (arm, prompt, seed) in done:
@@ -523,12 +570,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{seconds:.1f}s",
                 flush=True,
             )
+    previous = out / "results.json"
+    commands = json.loads(previous.read_text()).get("commands", []) if previous.exists() else []
+    command = shlex.join(["python", "benchmarks/das_vs_official.py", *sys.argv[1:]])
     results = {
         "model": description,
         "settings": settings,
         "parity": parity,
         "summary": summarize(rows, args.arms),
-        "command": "python benchmarks/das_vs_official.py " + " ".join(sys.argv[1:]),
+        "commands": [*commands, command],
     }
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "results.md").write_text(markdown(results))
