@@ -1,4 +1,4 @@
-"""Command line: ``nulltta generate PROMPT``, ``nulltta rewards``.
+"""Command line: ``nulltta generate PROMPT``, ``run``, ``bench`` and ``rewards``.
 
 ``generate`` writes the aligned image (PNG with prompt, seed, rewards and
 settings in its metadata), a plain-sampling image from the same seed beside

@@ -48,6 +48,18 @@ def add_method_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--device", default=None, help="e.g. cuda, cuda:1, cpu")
     parser.add_argument("--fp16", action="store_true", help="load the model in float16")
+    parser.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute UNet/VAE activations in the backward pass (less memory, more time)",
+    )
+    parser.add_argument(
+        "--decode-scale",
+        type=float,
+        default=1.0,
+        help="decode x0_hat for the reward's gradient at this fraction of the size "
+        "(0.5: a quarter of the VAE's memory and time; changes results)",
+    )
 
 
 def aligner_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -70,4 +82,6 @@ def aligner_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "width": args.width,
         "device": args.device,
         "torch_dtype": torch.float16 if args.fp16 else None,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "decode_scale": args.decode_scale,
     }

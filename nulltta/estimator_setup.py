@@ -102,7 +102,12 @@ class EstimatorSetup(BaseEstimator):
         if reward is None:
             profile = getattr(self, "profile_", None)
             reward = profile.reward if profile is not None else "pickscore"
-        self.reward_fn_ = get_reward(reward)
+        cache = getattr(self, "_reward_cache", None)
+        if isinstance(reward, str) and cache is not None and cache[0] == reward:
+            self.reward_fn_ = cache[1]  # a learned reward is loaded once, not at every fit
+        else:
+            self.reward_fn_ = get_reward(reward)
+            self._reward_cache = (reward, self.reward_fn_)
         return self.reward_fn_
 
     def _prepare(self, prompts: Sequence[str]) -> tuple[Any, AlignmentConfig, int, int]:

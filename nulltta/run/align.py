@@ -85,9 +85,10 @@ def out_of_memory_message(batch_size: int, resolution: Any, in_batch: bool = Tru
         f"the device ran out of memory {where}. "
         f"Lower --batch-size{smaller}: finished images are kept, and a rerun in the same "
         "--out folder with a smaller --batch-size continues the run. Or need less memory per "
-        "image: gradient checkpointing (NullTextAligner(gradient_checkpointing=True)) "
-        "recomputes the UNet and VAE activations in the backward pass, and decode_scale=0.5 "
-        "decodes the inner loop's x0 estimate at half resolution for the reward gradient."
+        "image: gradient checkpointing (--gradient-checkpointing; "
+        "NullTextAligner(gradient_checkpointing=True)) recomputes the UNet and VAE activations "
+        "in the backward pass, and --decode-scale 0.5 (decode_scale=0.5) decodes the inner "
+        "loop's x0 estimate at half resolution for the reward gradient."
     )
 
 
