@@ -30,17 +30,15 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from .gold import gold_from_geometry, gold_score
 from .preference import CalibratedPreference, CoordConvPreference, TwoTowerPreference
-from .scorers import ShapeClassifier, _load_cached, gaussian_stats, load_scorer, prompt_labels
+from .scorer_metrics import evaluate_classifier, evaluate_proxies
+from .scorers import ShapeClassifier, _load_cached, gaussian_stats, load_scorer
 from .train_preference import calibrate, make_pairs, pairwise_accuracy, train_bradley_terry
 from .world import sample_batch
 
 __all__ = [
     "PROXIES",
     "augment",
-    "evaluate_classifier",
-    "evaluate_proxies",
     "main",
     "train_classifier",
     "train_proxy",
@@ -51,8 +49,6 @@ PROXIES: dict[str, tuple[type[CalibratedPreference], int, int, int]] = {
     "preference": (TwoTowerPreference, 20_000, 11, 21),
     "preference_heldout": (CoordConvPreference, 30_000, 12, 22),
 }
-#: Data seed and size of the held-out evaluation pairs (noise-free labels).
-EVAL_PAIRS = (5_000, 13)
 
 
 def augment(images: Tensor, generator: torch.Generator) -> Tensor:
@@ -147,61 +143,6 @@ def train_proxy(name: str, epochs: int, batch_size: int = 128) -> tuple[nn.Modul
     return model, info
 
 
-def _spearman(a: Tensor, b: Tensor) -> float:
-    ra = a.argsort().argsort().double()
-    rb = b.argsort().argsort().double()
-    return float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
-
-
-@torch.no_grad()
-def evaluate_classifier(classifier: nn.Module, n: int = 2000, seed: int = 999) -> dict[str, float]:
-    """Per-head and all-three accuracy on ``n`` fresh clean images (no augmentation)."""
-    batch = sample_batch(n, seed)
-    s, c, b = classifier(batch.images)
-    right = torch.stack(
-        [s.argmax(1) == batch.shape, c.argmax(1) == batch.color, b.argmax(1) == batch.background]
-    )
-    return {
-        "classifier_all3_acc": float(right.all(0).float().mean()),
-        "shape_acc": float(right[0].float().mean()),
-        "color_acc": float(right[1].float().mean()),
-        "background_acc": float(right[2].float().mean()),
-    }
-
-
-@torch.no_grad()
-def evaluate_proxies(models: dict[str, nn.Module], n: int = 2000, seed: int = 999) -> dict:
-    """Held-out pairwise accuracy, and agreement with gold on fresh clean images.
-
-    Returns
-    -------
-    dict
-        ``pairwise_accuracy`` per proxy on :data:`EVAL_PAIRS` (noise-free
-        labels); on ``n`` fresh images with their own prompts, the Spearman
-        correlation of each proxy with gold and the mean absolute error of its
-        calibrated score; ``gold_validation_spearman``: gold from pixels
-        against the gold formula on the generator's true geometry.
-    """
-    eval_pairs = make_pairs(*EVAL_PAIRS, noisy=False)
-    batch = sample_batch(n, seed)
-    gold = gold_score(batch.images, batch.prompts)
-    labels = prompt_labels(batch.prompts)
-    out: dict = {
-        "eval_pairs": {"pairs": EVAL_PAIRS[0], "data_seed": EVAL_PAIRS[1], "labels": "noise-free"},
-        "gold_validation_spearman": _spearman(
-            gold, gold_from_geometry(batch.size, batch.cx, batch.cy)
-        ),
-    }
-    for name, model in models.items():
-        scores = model(batch.images, labels)
-        out[name] = {
-            "pairwise_accuracy": pairwise_accuracy(model, eval_pairs),
-            "spearman_with_gold_clean": _spearman(scores, gold),
-            "mae_to_gold_clean": float((scores - gold).abs().mean()),
-        }
-    return out
-
-
 @torch.no_grad()
 def reference_stats(classifier: ShapeClassifier, n: int, seed: int) -> dict[str, Tensor]:
     """Gaussian statistics of classifier features over ``n`` clean images."""
@@ -236,10 +177,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=12, help="target proxy epochs")
     parser.add_argument("--heldout-epochs", type=int, default=8, help="held-out proxy epochs")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="train nothing: re-measure the scorers in --out and update metrics.json "
+        "(its training entries are kept)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.evaluate_only:
+        return _evaluate_only(args.out)
     start = time.time()
     load_start = os.getloadavg()
     metrics: dict = {}
@@ -268,6 +217,24 @@ def main(argv: list[str] | None = None) -> dict:
     metrics["load_average_at_start"] = load_start
     metrics["load_average_at_end"] = os.getloadavg()
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _evaluate_only(out: Path) -> dict:
+    path = out / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    start, load_start = time.time(), os.getloadavg()
+    metrics.update(evaluate_classifier(load_scorer("classifier")))
+    for stale in ("preference", "preference_heldout"):
+        metrics.pop(stale, None)
+    metrics.update(evaluate_proxies({n: load_scorer(n, out) for n in PROXIES}))
+    metrics["evaluation"] = {
+        "seconds": time.time() - start,
+        "load_average_at_start": load_start,
+        "load_average_at_end": os.getloadavg(),
+    }
+    path.write_text(json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics, indent=2))
     return metrics
 
