@@ -51,9 +51,10 @@ def test_shipped_vae_reproduces_the_reported_colour_error(shipped_vae, training_
 
 def test_latent_scale_gives_the_shipped_scaling_factor(shipped_vae):
     # The encoder is frozen after stage 2, so the final VAE still has the latent
-    # scale that was measured then (on 2,048 images; 512 here).
-    assert latent_scale(shipped_vae, n=512) == pytest.approx(
-        shipped_vae.config.scaling_factor, rel=0.02
+    # scale that was measured then, on the same 2,048 images (the posterior's
+    # sampling noise moves it by about 1e-4; 512 images alone differ by 2%).
+    assert latent_scale(shipped_vae, n=2048) == pytest.approx(
+        shipped_vae.config.scaling_factor, rel=2e-3
     )
 
 
