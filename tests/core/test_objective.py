@@ -265,6 +265,10 @@ def test_results_equal_the_implementation_before_batching_and_sync_removal(tiny_
     )
     aligner = NullTextAligner(tiny_pipe, **settings).fit(PROMPT)
     assert aligner.history_[:, "inner_steps"] == expected["inner_steps"].tolist()
-    torch.testing.assert_close(aligner.latents_, expected["latents"], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(aligner.phi_, expected["phi"], atol=1e-5, rtol=1e-5)
-    assert aligner.reward_ == pytest.approx(float(expected["reward"]), abs=1e-6)
+    # The zero-order estimate divides reward differences by mu = 0.02, so float
+    # rounding that depends on the process (thread count, what ran before) grows
+    # to 1.6e-4 there (measured); a changed loop moves the results by O(1).
+    tol = 1e-3 if REFERENCE_CASES[case].get("gradient") == "zeroth_order" else 1e-5
+    torch.testing.assert_close(aligner.latents_, expected["latents"], atol=tol, rtol=tol)
+    torch.testing.assert_close(aligner.phi_, expected["phi"], atol=tol, rtol=tol)
+    assert aligner.reward_ == pytest.approx(float(expected["reward"]), abs=tol / 10)
