@@ -30,34 +30,92 @@ import sys
 import time
 from pathlib import Path
 
+#: float32 UNet and VAE (the "auto" default is reduced precision on CUDA).
+FP32 = {"autocast_dtype": None, "vae_autocast_dtype": None}
+BF16 = {"autocast_dtype": "bfloat16", "vae_autocast_dtype": "bfloat16"}
 VARIANTS = {
-    "release": ("conditional branch in the graph (batch-2 UNet pass, as released)", {}),
+    "release": (
+        "conditional branch in the graph (batch-2 UNet pass, as released), fp32",
+        FP32,
+    ),
     "release+bf16": (
         "release under the same bf16 autocast (the baseline for the bf16 rows)",
-        {"autocast_dtype": "bfloat16"},
+        BF16,
     ),
-    "cached": ("conditional branch cached (batch-1 UNet pass; nulltta default)", {}),
+    "release+auto": (
+        "release at the CUDA default precision (fp16 UNet, fp32 VAE; the baseline for +auto)",
+        {},
+    ),
+    "cached": ("conditional branch cached (batch-1 UNet pass; nulltta's way), fp32", FP32),
     "cached+ckpt": (
         "cached + gradient checkpointing (UNet, VAE)",
-        {"gradient_checkpointing": True},
+        {**FP32, "gradient_checkpointing": True},
     ),
-    "cached+bf16": (
-        "cached + bf16 autocast (UNet, VAE; fp32 reward)",
-        {"autocast_dtype": "bfloat16"},
+    "cached+bf16": ("cached + bf16 autocast (UNet, VAE; fp32 reward)", BF16),
+    "cached+auto": (
+        "cached at the CUDA default precision (autocast 'auto': fp16 UNet, fp32 VAE)",
+        {},
+    ),
+    "cached+auto+compile": (
+        "cached+auto + torch.compile of UNet and VAE decoder (mode 'default'); "
+        "first step = compile",
+        {"compile_mode": "default"},
+    ),
+    "cached+auto+compile-ro": (
+        "cached+auto + torch.compile mode 'reduce-overhead' (CUDA graphs); first step = compile",
+        {"compile_mode": "reduce-overhead"},
+    ),
+    "cached+auto+tiny-decoder": (
+        "cached+auto + the reward's gradient through a random AutoencoderTiny (TAESD's config)",
+        {"gradient_decoder": "taesd"},
     ),
     "cached+half-decode": (
         "cached + reward through a half-resolution decode",
-        {"decode_scale": 0.5},
+        {**FP32, "decode_scale": 0.5},
     ),
     "cached+quarter-decode": (
         "cached + reward through a quarter-resolution decode",
-        {"decode_scale": 0.25},
+        {**FP32, "decode_scale": 0.25},
     ),
     "cached+ckpt+half-decode": (
         "cached + checkpointing + half-resolution decode",
-        {"gradient_checkpointing": True, "decode_scale": 0.5},
+        {**FP32, "gradient_checkpointing": True, "decode_scale": 0.5},
     ),
 }
+#: The baseline each row's ratio is taken against (same precision).
+BASELINE = {"bf16": "release+bf16", "auto": "release+auto"}
+
+
+def baseline_of(name: str) -> str:
+    """The release variant at ``name``'s precision."""
+    for tag, base in BASELINE.items():
+        if f"+{tag}" in name:
+            return base
+    return "release"
+
+
+def taesd_decoder(vae, device):
+    """A diffusers ``AutoencoderTiny`` of TAESD's config for ``vae`` (random weights).
+
+    TAESD's 64-channel blocks, (3, 3, 3, 1) decoder blocks for SD's factor 8;
+    one stage fewer per halving of the factor (the tiny test VAE).
+    """
+    import torch
+    from diffusers import AutoencoderTiny
+
+    stages = len(vae.config.block_out_channels)
+    torch.manual_seed(0)
+    return (
+        AutoencoderTiny(
+            latent_channels=vae.config.latent_channels,
+            encoder_block_out_channels=(64,) * stages,
+            decoder_block_out_channels=(64,) * stages,
+            num_encoder_blocks=(1,) + (3,) * (stages - 1),
+            num_decoder_blocks=(3,) * (stages - 1) + (1,),
+        )
+        .to(device)
+        .eval()
+    )
 
 
 def build_sd15(folder: Path) -> None:
@@ -73,18 +131,17 @@ def release_objective(module, null_packed, latents, eps_ref, coefficients):
 
     from nulltta.adapters import cat_embeddings
     from nulltta.equations import cfg_combine, embedding_kl, paper_local_kl, tweedie_x0
-    from nulltta.speedups import autocast
 
+    # The UNet and the VAE run at the adapter's precision (``set_precision`` from the config).
     traj, config = module.trajectory, module.config
     embeddings = cat_embeddings([module.null_embeddings(null_packed), traj.cond])
-    with autocast(module.adapter.device, config.autocast_dtype):
-        both = module.adapter.predict_noise(
-            torch.cat([latents, latents]), coefficients.timestep, embeddings
-        )
-        eps_uncond, eps_cond = both.chunk(2)
-        eps = cfg_combine(eps_uncond, eps_cond, config.guidance_scale)
-        x0 = tweedie_x0(latents, eps, coefficients.signal, coefficients.noise)
-        images = module.adapter.decode(x0)
+    both = module.adapter.predict_noise(
+        torch.cat([latents, latents]), coefficients.timestep, embeddings
+    )
+    eps_uncond, eps_cond = both.chunk(2)
+    eps = cfg_combine(eps_uncond, eps_cond, config.guidance_scale)
+    x0 = tweedie_x0(latents, eps, coefficients.signal, coefficients.noise)
+    images = module.adapter.decode(x0)
     eps_uncond = eps_uncond.float()
     reward = module.reward(images.float(), traj.prompts)
     kl = paper_local_kl(eps_uncond, eps_ref, config.guidance_scale, coefficients)
@@ -108,9 +165,11 @@ def worker(args: argparse.Namespace) -> dict:
     torch.set_flush_denormal(True)
     device = torch.device(args.device)
     pipe = StableDiffusionPipeline.from_pretrained(args.cache, safety_checker=None).to(device)
-    _, options = VARIANTS[args.worker]
+    options = dict(VARIANTS[args.worker][1])
+    decoder = options.pop("gradient_decoder", None)
+    decoder = taesd_decoder(pipe.vae, device) if decoder == "taesd" else None
     config = AlignmentConfig(num_inference_steps=100, **options).validate()
-    module = NullTextModule(make_adapter(pipe), Brightness().to(device), config)
+    module = NullTextModule(make_adapter(pipe), Brightness().to(device), config, decoder)
     generator = torch.Generator(device).manual_seed(0)
     traj = module.start_trajectory("a red circle", args.resolution, args.resolution, generator)
     adapter, step = module.adapter, 30
@@ -190,12 +249,12 @@ def main() -> None:
     summary = {
         name: {
             "seconds": statistics.median(r["seconds"] for r in runs),
+            "first_seconds": statistics.median(r["first_seconds"] for r in runs),
             "peak_mb": statistics.median(r["peak_mb"] for r in runs),
         }
         for name, runs in results.items()
     }
     base = summary.get("release")
-    base_bf16 = summary.get("release+bf16")
     kind = next(iter(results.values()))[0]["memory_kind"]
     print(
         f"\nOne inner step, SD1.5 UNet + VAE architecture (random weights), "
@@ -204,18 +263,22 @@ def main() -> None:
         f"median of {args.rounds} fresh processes; memory = {kind} above the level before "
         f"the step ({time.time() - started:.0f} s in all)\n"
     )
-    print("| variant | time (s) | x release* | peak memory (MB) | x release* |")
-    print("|---|---|---|---|---|")
+    print("| variant | time (s) | x release* | first step (s) | peak memory (MB) | x release* |")
+    print("|---|---|---|---|---|---|")
     for name, stats in summary.items():
-        # bf16 rows are compared with the release at the same precision.
-        reference = base_bf16 if "bf16" in name and base_bf16 else base
+        # Rows are compared with the release at the same precision.
+        reference = summary.get(baseline_of(name))
         time_ratio = stats["seconds"] / reference["seconds"] if reference else float("nan")
         memory_ratio = stats["peak_mb"] / reference["peak_mb"] if reference else float("nan")
         print(
-            f"| {name}: {VARIANTS[name][0]} | {stats['seconds']:.2f} | {time_ratio:.2f} | "
-            f"{stats['peak_mb']:.0f} | {memory_ratio:.2f} |"
+            f"| {name}: {VARIANTS[name][0]} | {stats['seconds']:.3f} | {time_ratio:.2f} | "
+            f"{stats['first_seconds']:.2f} | {stats['peak_mb']:.0f} | {memory_ratio:.2f} |"
         )
-    print("\n*: bf16 rows against `release+bf16`, the others against `release` (fp32).")
+    print(
+        "\n*: `+bf16` rows against `release+bf16`, `+auto` rows against `release+auto`, the "
+        "others against `release` (fp32). First step: the warm-up step, which holds the "
+        "compile time of the `+compile` rows."
+    )
     if base and "cached" in summary:
         row_seconds = base["seconds"] - summary["cached"]["seconds"]
         row_mb = base["peak_mb"] - summary["cached"]["peak_mb"]
