@@ -35,10 +35,30 @@ def _amortised_sampling(ns, out, folder):
     assert "same image after save/load: True" in out
 
 
+def _shapesbench(ns, out, folder):
+    import torch
+
+    from nulltta.images import to_tensor
+    from nulltta.shapes.gold import measure
+
+    plain = ns["plain"]
+    images = torch.cat([to_tensor(image) for image in plain.images_])
+    # The tutorial's differentiable reward is the gold segmentation's area.
+    expected = measure(images, plain.prompts_).area
+    torch.testing.assert_close(ns["covered_area"](images, plain.prompts_), expected)
+    assert sorted(ns["curve"]) == [0, *ns["BUDGETS"]]
+    assert ns["curve"][0]["gold"] == pytest.approx(
+        float(ns["GOLD"](images, plain.prompts_).mean()), abs=1e-6
+    )
+    assert all("gold" in row for row in ns["sweep"].values())
+    assert "covered area: plain" in out and "n_max  0: target" in out
+
+
 CHECKS = {
     "01_first_alignment.py": _first_alignment,
     "02_rewards_and_callbacks.py": _rewards_and_callbacks,
     "03_amortised_sampling.py": _amortised_sampling,
+    "04_shapesbench.py": _shapesbench,
 }
 
 
