@@ -35,7 +35,8 @@ from nulltta import NullTextAligner
 from nulltta.config import AlignmentConfig
 from nulltta.equations import inner_steps_schedule
 from nulltta.shapes.components import UNET_CONFIG, VAE_CONFIG
-from nulltta.shapes.model import ALIGNMENT_DEFAULTS, load_embedded_pipeline
+from nulltta.shapes.model import load_embedded_pipeline
+from nulltta.shapes.profile import ALIGNMENT_DEFAULTS
 
 _DEFAULT = AlignmentConfig()
 #: Inner steps of the method's default schedule (n_min 5 to n_max 25 over 100 steps).

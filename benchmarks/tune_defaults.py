@@ -109,7 +109,7 @@ def markdown(summary: dict[str, dict], grid: dict[str, dict]) -> str:
     lines = [
         "# ShapesBench 2: choosing the embedded model's defaults",
         "",
-        f"{summary[PLAIN]['pairs']} tuning pairs (16 prompts x seeds 100, 101), 20 steps, CFG 5, "
+        f"{summary[PLAIN]['pairs']} tuning pairs (prompts x seeds 100, 101), 20 steps, CFG 5, "
         "K = 3. Rule: the best mean gold among the settings whose fidelity is within 2 points "
         f"of plain sampling's ({plain:.3f}). Chosen: **{chosen[0] if chosen else 'none'}**.",
         "Mean ± standard error over pairs.",
@@ -129,18 +129,22 @@ def markdown(summary: dict[str, dict], grid: dict[str, dict]) -> str:
             f"{entry['seconds']['mean']:.1f} |"
         )
     lines += ["", "Settings:", ""]
-    lines += [f"- `{label}`: `{json.dumps(settings)}`" for label, settings in grid.items()]
+    ran = {label: settings for label, settings in grid.items() if label in summary}
+    lines += [f"- `{label}`: `{json.dumps(settings)}`" for label, settings in ran.items()]
+    skipped = [label for label in grid if label not in summary]
+    if skipped:
+        lines += ["", "Not run (`--settings` chose the others): " + ", ".join(skipped) + "."]
     return "\n".join(lines) + "\n"
 
 
 def plot(summary: dict[str, dict], path: Path) -> None:
-    """Gold and fidelity against lambda2, one line per (annealing, lr, parameterisation)."""
+    """Target, gold and fidelity against lambda2, one line per (annealing, lr, parameterisation)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (gold_axes, fidelity_axes) = plt.subplots(1, 2, figsize=(11, 4))
+    figure, (target_axes, gold_axes, fidelity_axes) = plt.subplots(1, 3, figsize=(15, 4))
     families: dict[str, list[tuple[float, dict]]] = {}
     for label, entry in summary.items():
         if label in (PLAIN, GREEDY):
@@ -152,13 +156,18 @@ def plot(summary: dict[str, dict], path: Path) -> None:
     for family, points in sorted(families.items()):
         points.sort(key=lambda item: item[0])
         xs = [x for x, _ in points]
-        for axes, key in ((gold_axes, "shapes-gold"), (fidelity_axes, "fidelity")):
+        for axes, key in (
+            (target_axes, "target"), (gold_axes, "shapes-gold"), (fidelity_axes, "fidelity")
+        ):  # fmt: skip
             axes.errorbar(
                 xs, [e[key]["mean"] for _, e in points], yerr=[e[key]["se"] for _, e in points],
                 marker="o", capsize=2, label=family,
             )  # fmt: skip
-    for axes, key, title in ((gold_axes, "shapes-gold", "gold"), (fidelity_axes, "fidelity",
-                                                                  "prompt fidelity")):  # fmt: skip
+    for axes, key, title in (
+        (target_axes, "target", "target (shapes-preference)"),
+        (gold_axes, "shapes-gold", "gold (never optimised)"),
+        (fidelity_axes, "fidelity", "prompt fidelity"),
+    ):
         for reference, style in ((PLAIN, "--"), (GREEDY, ":")):
             axes.axhline(summary[reference][key]["mean"], linestyle=style, color="gray",
                          label=f"{reference} sampling" if reference == PLAIN else "greedy alone")
@@ -184,12 +193,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard", default="0/1")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--settings", nargs="+", default=None, metavar="LABEL",
+        help="run only these settings of the grid (plain sampling always runs)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     from nulltta.jsonl import append_row, read_rows
 
     args.out.mkdir(parents=True, exist_ok=True)
     rows_path = args.out / "rows.jsonl"
     grid = settings_grid()
+    if args.settings:
+        unknown = sorted(set(args.settings) - set(grid))
+        if unknown:
+            parser.error(f"unknown settings {unknown}; the grid has: {', '.join(grid)}")
+        grid = {k: v for k, v in grid.items() if k == PLAIN or k in args.settings}
     if not args.report_only:
         from nulltta.bench.scoring import evaluation_scorers
         from nulltta.bench.shapesbench import shapesbench_prompts

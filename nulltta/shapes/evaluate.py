@@ -29,8 +29,8 @@ from torch import Tensor
 
 from ..config import AlignmentConfig
 from .gold import gold_score
-from .model import ALIGNMENT_DEFAULTS
 from .obedience import obedience
+from .profile import ALIGNMENT_DEFAULTS
 from .rewards import (
     ShapesFD,
     ShapesManifold,

@@ -7,17 +7,9 @@ from pathlib import Path
 import torch
 from diffusers import StableDiffusionPipeline
 
-__all__ = ["ALIGNMENT_DEFAULTS", "embedded_model_path", "load_embedded_pipeline"]
+__all__ = ["embedded_model_path", "load_embedded_pipeline"]
 
 _ASSETS = Path(__file__).resolve().parent.parent / "assets"
-
-#: What :class:`~nulltta.NullTextAligner` uses on this model where a setting is
-#: left None. CFG 5.0 is the scale the model was evaluated at. The release's
-#: lambda2 (0.002, annealed to zero) lets Null-TTA trade the prompt's colours
-#: for the preference's contrast here (fidelity 0.90 -> 0.21 on ShapesBench);
-#: 0.2 held at full weight keeps fidelity at plain sampling's level while the
-#: target and held-out rewards still rise (benchmarks/results/regularisation).
-ALIGNMENT_DEFAULTS = {"guidance_scale": 5.0, "kl_weight": 0.2, "anneal_kl": False}
 
 
 def embedded_model_path() -> Path:

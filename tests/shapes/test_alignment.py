@@ -51,7 +51,7 @@ def test_prompts_outside_the_vocabulary_raise_with_the_vocabulary():
 
 
 def test_model_defaults_fill_only_what_the_user_left_none(shared_pipe):
-    from nulltta.shapes.model import ALIGNMENT_DEFAULTS
+    from nulltta.shapes.profile import ALIGNMENT_DEFAULTS
 
     fast = {"num_inference_steps": 2, "n_min": 0, "n_max": 1, "num_candidates": 1}
     embedded = NullTextAligner(shared_pipe, "shapes-preference", **fast).fit(
