@@ -71,3 +71,18 @@ def test_peak_rss_is_in_mib_and_resets():
     assert reset_peak_rss() is True
     # After a reset the peak is the current size, below the one that held the block.
     assert peak_rss_mb() < during - 150
+
+
+def test_peak_rss_without_proc_falls_back_to_getrusage_in_the_platforms_unit(monkeypatch):
+    import resource
+
+    from nulltta.callbacks import memory
+
+    monkeypatch.setattr(memory, "_STATUS", memory.Path("/nonexistent/status"))
+    monkeypatch.setattr(memory, "_CLEAR_REFS", memory.Path("/nonexistent/clear_refs"))
+    assert reset_peak_rss() is False
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    monkeypatch.setattr(memory.sys, "platform", "linux")
+    assert peak_rss_mb() == pytest.approx(kib / 1024, rel=0.01)
+    monkeypatch.setattr(memory.sys, "platform", "darwin")
+    assert peak_rss_mb() == pytest.approx(kib / 2**20, rel=0.01)
