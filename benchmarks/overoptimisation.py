@@ -14,7 +14,6 @@ rewrites ``curves.md`` and ``curves.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -130,13 +129,11 @@ def plot(result: dict[str, list[dict]], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the budgets (resumable), then tabulate and plot."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/overoptimisation"))
-    parser.add_argument("--prompts", type=int, default=8)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--shard", default="0/1")
+    from nulltta.bench.variants import shapesbench_run_parser
+
+    parser = shapesbench_run_parser(
+        __doc__, "benchmarks/results/overoptimisation", default_seeds=(0, 1)
+    )
     parser.add_argument("--plot-only", action="store_true")
     args = parser.parse_args(argv)
     from nulltta.bench.runner import load_rows

@@ -14,7 +14,6 @@ held-out and gold rewards of every image are recorded as held-out scores.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -123,13 +122,11 @@ def plot(summary: dict[str, dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run every w (resumable), then tabulate and plot."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pareto_sweep"))
-    parser.add_argument("--prompts", type=int, default=8)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--shard", default="0/1")
+    from nulltta.bench.variants import shapesbench_run_parser
+
+    parser = shapesbench_run_parser(
+        __doc__, "benchmarks/results/pareto_sweep", default_seeds=(0, 1)
+    )
     parser.add_argument("--plot-only", action="store_true")
     args = parser.parse_args(argv)
     if not args.plot_only:

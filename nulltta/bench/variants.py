@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["run_shapesbench_variants", "variant_table", "variants_main"]
+__all__ = ["run_shapesbench_variants", "shapesbench_run_parser", "variant_table", "variants_main"]
 
 
 def _paired_mean_difference(pairs: list[tuple[dict, dict]], get: Callable[[dict], float]) -> float:
@@ -105,6 +105,27 @@ def run_shapesbench_variants(
     )
 
 
+def shapesbench_run_parser(
+    doc: str, default_out: str | Path, default_prompts: int = 8, default_seeds: tuple = (0,)
+):
+    """The arguments every ShapesBench variants script shares.
+
+    ``--out``, ``--prompts`` (the first N ShapesBench prompts), ``--seeds``,
+    ``--steps`` (20) and ``--shard i/n``; a script adds its own.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, default=Path(default_out))
+    parser.add_argument("--prompts", type=int, default=default_prompts, help="first N prompts")
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(default_seeds))
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--shard", default="0/1")
+    return parser
+
+
 def variants_main(
     doc: str,
     variants: dict[str, str],
@@ -123,24 +144,16 @@ def variants_main(
     parallel processes), then writes ``<out>/<name>.md`` (the table against
     ``baseline``) and ``<out>/<name>.json`` (the rows) and prints the table.
     """
-    import argparse
     import json
 
     from .runner import load_rows
     from .shapesbench import GUIDANCE_SCALE
 
-    parser = argparse.ArgumentParser(
-        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--out", default=default_out)
-    parser.add_argument("--prompts", type=int, default=default_prompts, help="first N prompts")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--steps", type=int, default=20)
+    parser = shapesbench_run_parser(doc, default_out, default_prompts)
     parser.add_argument("--variants", nargs="+", default=list(variants), help="method specs")
-    parser.add_argument("--shard", default="0/1")
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args(argv)
-    out = Path(args.out)
+    out = args.out
     if not args.table_only:
         status = run_shapesbench_variants(
             out, args.variants, args.prompts, args.seeds, args.steps, title, args.shard

@@ -71,3 +71,17 @@ def test_variants_main_writes_the_table_from_the_rows(tmp_path):
     table = (tmp_path / "demo.md").read_text()
     assert float(_cells(table, "fast")[6]) == pytest.approx(0.2)
     assert len(json.loads((tmp_path / "demo.json").read_text())) == 2
+
+
+def test_shapesbench_run_parser_shares_the_scripts_arguments():
+    from pathlib import Path
+
+    from nulltta.bench.variants import shapesbench_run_parser
+
+    parser = shapesbench_run_parser("doc", "out/default", default_prompts=4, default_seeds=(0, 1))
+    args = parser.parse_args([])
+    assert (args.out, args.prompts, args.seeds, args.steps, args.shard) == (
+        Path("out/default"), 4, [0, 1], 20, "0/1"
+    )
+    args = parser.parse_args(["--seeds", "3", "--shard", "1/2", "--out", "x"])
+    assert (args.seeds, args.shard, args.out) == ([3], "1/2", Path("x"))
