@@ -148,7 +148,7 @@ class NullTextModule(LightningModule):
         """
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not isinstance(generators, (list, tuple)):
-            generators = [generators] * len(prompts) if len(prompts) == 1 else [generators]
+            generators = [generators]
         if len(generators) != len(prompts):
             raise ValueError(
                 f"got {len(generators)} generator(s) for {len(prompts)} prompts; pass one "
@@ -372,7 +372,7 @@ class NullTextModule(LightningModule):
             # Rows to skip get a NaN gradient: TrajectoryAdam leaves non-finite rows alone.
             phi.grad.masked_fill_(~wanted.view(per_row), float("nan"))
             optimizer.step()
-            updated = getattr(optimizer, "optimizer", optimizer).last_updated
+            updated = optimizer.last_updated  # (a LightningOptimizer forwards it)
             for key, value in (("objective", values), *parts.items()):
                 columns[key].append(value.detach())
             columns["grad_norm"].append(phi.grad.detach().flatten(1).norm(dim=1))
