@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 
 import numpy as np
 import pytest
 import torch
+from tqdm import tqdm
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Tiny models run fastest on one thread, and two busy thread pools on a
 # two-core machine slow each other down tenfold.
 torch.set_num_threads(1)
+# tqdm's default lock is a multiprocessing semaphore shared with forked children; a
+# child killed while holding it (as mutmut kills a mutant's test run on a timeout)
+# would block every later progress bar, so the tests use a lock of their own.
+tqdm.set_lock(threading.RLock())
 
 
 def pytest_configure(config: pytest.Config) -> None:

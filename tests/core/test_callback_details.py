@@ -86,3 +86,22 @@ def test_peak_rss_without_proc_falls_back_to_getrusage_in_the_platforms_unit(mon
     assert peak_rss_mb() == pytest.approx(kib / 1024, rel=0.01)
     monkeypatch.setattr(memory.sys, "platform", "darwin")
     assert peak_rss_mb() == pytest.approx(kib / 2**20, rel=0.01)
+
+
+def test_peak_rss_reads_vmhwm_in_kib_and_falls_back_to_getrusage(tmp_path, monkeypatch):
+    import resource
+
+    from nulltta.callbacks import memory
+
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nVmPeak:\t  9999 kB\nVmHWM:\t    2048 kB\nVmRSS:\t 1024 kB\n")
+    monkeypatch.setattr(memory, "_STATUS", status)
+    assert memory.peak_rss_mb() == 2.0
+    for text in ("Name:\tpython\n", None):  # no VmHWM line; no status file at all
+        if text is None:
+            status.unlink()
+        else:
+            status.write_text(text)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = memory.peak_rss_mb()
+        assert before <= peak <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
