@@ -372,7 +372,7 @@ class NullTextModule(LightningModule):
             # Rows to skip get a NaN gradient: TrajectoryAdam leaves non-finite rows alone.
             phi.grad.masked_fill_(~wanted.view(per_row), float("nan"))
             optimizer.step()
-            updated = optimizer.last_updated  # (a LightningOptimizer forwards it)
+            updated = optimizer.last_updated  # Fabric's and Lightning's wrappers forward it
             for key, value in (("objective", values), *parts.items()):
                 columns[key].append(value.detach())
             columns["grad_norm"].append(phi.grad.detach().flatten(1).norm(dim=1))

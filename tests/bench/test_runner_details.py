@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import re
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from nulltta.bench import make_method, run_benchmark
+from nulltta.images import to_tensor
 from nulltta.rewards import CallableReward
 
 PROMPTS = ["a red circle", "a blue square on a white background"]
@@ -49,11 +49,6 @@ def _run(pipe, out, methods, progress=False):
     )
 
 
-def _png(path) -> torch.Tensor:
-    pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255
-    return torch.from_numpy(pixels).permute(2, 0, 1)[None]
-
-
 def test_every_score_is_of_the_saved_image_under_its_own_prompt(tiny_pipe, tmp_path):
     out = tmp_path / "not" / "yet" / "made"
     rows = _run(tiny_pipe, out, ("plain", "best-of-n:n=2"))
@@ -61,7 +56,7 @@ def test_every_score_is_of_the_saved_image_under_its_own_prompt(tiny_pipe, tmp_p
     for row in rows:
         label = row["method"].replace(":", "_")
         assert row["image"] == f"images/{label}/p{row['prompt_index']:03d}_s0.png"
-        image = _png(out / row["image"])
+        image = to_tensor(Image.open(out / row["image"]))
         prompt = PROMPTS[row["prompt_index"]]
         assert row["prompt"] == prompt
         assert row["target"] == pytest.approx(float(_prompt_reward(image, [prompt])[0]), abs=1e-6)

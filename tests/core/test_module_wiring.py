@@ -15,6 +15,7 @@ import torch
 
 from nulltta import NullTextAligner
 from nulltta.adapters import make_adapter, repeat_embeddings
+from nulltta.bench.cost import CostCounter
 from nulltta.config import AlignmentConfig
 from nulltta.equations import paper_local_kl
 from nulltta.loop import run_denoising_loop
@@ -44,20 +45,6 @@ def _branches(module: NullTextModule, step: int = 1):
     return traj.latents, eps_cond, eps_ref, coefficients
 
 
-class _UNetPasses:
-    """Counts the UNet's forward passes and whether each ran with grad and checkpointing."""
-
-    def __init__(self, unet: torch.nn.Module) -> None:
-        self.unet, self.passes = unet, []
-        self.handle = unet.register_forward_pre_hook(self._record)
-
-    def _record(self, module, args) -> None:
-        self.passes.append((torch.is_grad_enabled(), bool(self.unet.is_gradient_checkpointing)))
-
-    def close(self) -> None:
-        self.handle.remove()
-
-
 def test_precision_compile_and_gradient_decoder_settings_reach_the_adapter(tiny_pipe):
     decoder = torch.nn.Identity()
     config = AlignmentConfig(
@@ -68,7 +55,7 @@ def test_precision_compile_and_gradient_decoder_settings_reach_the_adapter(tiny_
     assert (adapter.denoiser_autocast, adapter.vae_autocast) == ("bfloat16", "float16")
     assert adapter.denoiser_call() is not adapter.denoiser  # the compiled wrapper
     assert adapter.gradient_decoder is decoder
-    adapter.compile(None)  # the pipeline is shared by the session
+    adapter.compile(None)  # and None undoes it
     assert adapter.denoiser_call() is adapter.denoiser
 
 
@@ -125,15 +112,16 @@ def test_the_kl_terms_are_zero_without_a_reference_or_a_weight_and_present_at_we
         value, parts = module.objective(
             moved, latents, eps_cond, eps_ref if with_reference else None, coefficients
         )
-        return value.detach(), {key: part.detach() for key, part in parts.items()}
+        parts = {key: part.detach() for key, part in parts.items()}
+        return value.detach(), parts, module.reward_weight
 
     for kl_weight, with_reference in ((1.0, False), (0.0, True)):
-        value, parts = kl_parts(kl_weight, with_reference)
+        value, parts, reward_weight = kl_parts(kl_weight, with_reference)
         assert float(parts["kl_local"]) == 0 and float(parts["kl_embedding"]) == 0
-        torch.testing.assert_close(value, parts["reward"] * _module(tiny_pipe).reward_weight)
-    value, parts = kl_parts(1.0, True)
+        torch.testing.assert_close(value, parts["reward"] * reward_weight)
+    value, parts, reward_weight = kl_parts(1.0, True)
     assert float(parts["kl_local"]) > 0 and float(parts["kl_embedding"]) > 0
-    expected = parts["reward"] * _module(tiny_pipe).reward_weight
+    expected = parts["reward"] * reward_weight
     torch.testing.assert_close(value, expected - parts["kl_local"] - parts["kl_embedding"])
 
 
@@ -169,23 +157,25 @@ def test_unet_passes_per_step(tiny_pipe, n_inner, kl_weight, per_step):
     # conditional + reference (only with the KL on and inner steps to run)
     # + one per inner step + the transition
     module = _module(tiny_pipe, n_min=n_inner, n_max=n_inner, kl_weight=kl_weight)
-    counter = _UNetPasses(tiny_pipe.unet)
-    try:
+    with CostCounter(tiny_pipe.unet, tiny_pipe.vae.decoder, None) as counter:
         run_denoising_loop(module)
-    finally:
-        counter.close()
-    assert len(counter.passes) == 4 * per_step
+    assert counter.counts.unet_forward == 4 * per_step  # one latent per pass here
 
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_gradient_checkpointing_is_on_for_the_inner_passes_when_asked(tiny_pipe, enabled):
     module = _module(tiny_pipe, n_min=2, n_max=2, gradient_checkpointing=enabled)
-    counter = _UNetPasses(tiny_pipe.unet)
+    passes = []  # (grad enabled, checkpointing on) for every UNet pass
+    handle = tiny_pipe.unet.register_forward_pre_hook(
+        lambda unet, args: passes.append(
+            (torch.is_grad_enabled(), bool(unet.is_gradient_checkpointing))
+        )
+    )
     try:
         run_denoising_loop(module)
     finally:
-        counter.close()
-    with_grad = [checkpointing for grad, checkpointing in counter.passes if grad]
+        handle.remove()
+    with_grad = [checkpointing for grad, checkpointing in passes if grad]
     assert len(with_grad) == 4 * 2 and all(c == enabled for c in with_grad)
     assert not tiny_pipe.unet.is_gradient_checkpointing  # restored after the run
 
