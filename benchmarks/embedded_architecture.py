@@ -12,6 +12,8 @@ shortened schedule (``--steps`` timesteps of ``--inner`` inner steps each),
 interleaving the layouts over ``--repeats`` rounds so that machine noise hits
 them alike. It prints the median milliseconds per inner step, the ratio to the
 shipped layout and the implied fit time of the default schedule.
+``--candidate DIR`` also times a trained pipeline folder (a retrained model
+of the same layout, e.g. one that predicts v), under the name ``candidate``.
 
 Speed alone does not make a layout usable: the model must still follow its
 prompt. ``benchmarks/results/shapes_training/`` holds the two cheaper layouts
@@ -114,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--candidate", type=Path, default=None, help="also time this trained pipeline folder"
+    )
     args = parser.parse_args(argv)
     if "shipped" not in args.layouts:
         parser.error("--layouts must include 'shipped': ratios are to the shipped layout")
@@ -122,6 +127,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_flush_denormal(True)
     base = load_embedded_pipeline()
     pipes = {name: build_layout(base, name) for name in args.layouts}
+    descriptions = {name: LAYOUTS[name][2] for name in args.layouts}
+    if args.candidate is not None:
+        pipes["candidate"] = StableDiffusionPipeline.from_pretrained(
+            args.candidate,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            local_files_only=True,
+        )
+        pipes["candidate"].set_progress_bar_config(disable=True)
+        descriptions["candidate"] = f"trained pipeline folder {args.candidate}"
     params = {
         name: sum(p.numel() for p in (*pipe.unet.parameters(), *pipe.vae.parameters())) / 1e6
         for name, pipe in pipes.items()
@@ -139,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         ms = statistics.median(values)
         row = {
             "layout": name,
-            "description": LAYOUTS[name][2],
+            "description": descriptions[name],
             "unet_vae_params_m": round(params[name], 2),
             "ms_per_inner_step": round(ms, 1),
             "ratio_to_shipped": round(ms / shipped, 2),
@@ -153,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.json is not None:
         settings = {k: getattr(args, k) for k in ("steps", "inner", "repeats", "threads")}
+        settings["candidate"] = None if args.candidate is None else str(args.candidate)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"settings": settings, "rows": rows}, indent=1) + "\n")
     return 0

@@ -194,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument(
+        "--model", type=Path, default=None,
+        help="a retrained model of the world (train_model folder; default: the shipped model)",
+    )  # fmt: skip
+    parser.add_argument(
         "--settings", nargs="+", default=None, metavar="LABEL",
         help="run only these settings of the grid (plain sampling always runs)",
     )  # fmt: skip
@@ -212,12 +216,12 @@ def main(argv: list[str] | None = None) -> int:
         from nulltta.bench.scoring import evaluation_scorers
         from nulltta.bench.shapesbench import shapesbench_prompts
         from nulltta.profiles import model_profile
-        from nulltta.shapes.model import load_embedded_pipeline
+        from nulltta.shapes.model import load_embedded_pipeline, load_world_model
 
         torch.set_num_threads(args.threads)
         torch.set_flush_denormal(True)
         index, count = map(int, args.shard.split("/"))
-        pipe = load_embedded_pipeline()
+        pipe = load_embedded_pipeline() if args.model is None else load_world_model(args.model)
         scorers = evaluation_scorers(model_profile("embedded"))
         pairs = [(p, s) for p in shapesbench_prompts(args.prompts) for s in args.seeds]
         done = {r["setting"] for r in read_rows(rows_path)}

@@ -3,7 +3,8 @@
 - :mod:`nulltta.shapes.prompts`: the vocabulary and the prompt/caption grammar;
 - :mod:`nulltta.shapes.world`: the renderer and the base image distribution;
 - :mod:`nulltta.shapes.captions`: training captions with size and position words;
-- :mod:`nulltta.shapes.model`: ``load_embedded_pipeline()``, the shipped model;
+- :mod:`nulltta.shapes.model`: ``load_embedded_pipeline()``, the shipped model, and
+  ``load_world_model(folder)``, a retrained one with the same profile;
 - :mod:`nulltta.shapes.gold`: the gold reward, measured from pixels;
 - :mod:`nulltta.shapes.scorers`, :mod:`nulltta.shapes.preference` and
   :mod:`nulltta.shapes.rewards`: the fidelity classifier, the learned proxies

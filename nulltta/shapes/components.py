@@ -161,6 +161,10 @@ def build_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
     return CLIPTextModel(config)
 
 
-def build_scheduler() -> DDIMScheduler:
-    """The DDIM scheduler shipped with the model (SD 1.x betas, epsilon prediction)."""
-    return DDIMScheduler(**SCHEDULER_CONFIG)
+def build_scheduler(prediction_type: str = "epsilon") -> DDIMScheduler:
+    """The DDIM scheduler shipped with the model (SD 1.x betas).
+
+    ``prediction_type`` is what the UNet predicts: ``"epsilon"`` (the shipped
+    model) or ``"v_prediction"``.
+    """
+    return DDIMScheduler(**{**SCHEDULER_CONFIG, "prediction_type": prediction_type})

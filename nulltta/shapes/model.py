@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from diffusers import StableDiffusionPipeline
 
-__all__ = ["embedded_model_path", "load_embedded_pipeline"]
+__all__ = ["embedded_model_path", "load_embedded_pipeline", "load_world_model"]
 
 _ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -53,8 +53,32 @@ def load_embedded_pipeline(
         captions with size and position words as in
         :func:`nulltta.shapes.world.make_caption`.
     """
+    return _load(embedded_model_path(), device, dtype)
+
+
+def load_world_model(
+    folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> StableDiffusionPipeline:
+    """Load another model of the ShapesBench world, with the embedded model's profile.
+
+    For a folder written by ``python -m nulltta.shapes.train_model`` (a
+    retrained model, or a candidate for the next shipped one): the returned
+    pipeline gets the embedded model's guidance, rewards, prompt check and
+    fidelity in :class:`~nulltta.NullTextAligner` and ``nulltta bench``, as
+    the shipped model does. A folder loaded any other way is an unknown
+    Stable Diffusion model to nulltta.
+    """
+    from ..profiles import register_profile
+    from .profile import embedded_profile
+
+    pipe = _load(Path(folder), device, dtype)
+    register_profile(lambda model: model is pipe, embedded_profile)
+    return pipe
+
+
+def _load(folder: Path, device: str | torch.device, dtype: torch.dtype) -> StableDiffusionPipeline:
     pipe = StableDiffusionPipeline.from_pretrained(
-        embedded_model_path(),
+        folder,
         dtype=dtype,
         safety_checker=None,
         feature_extractor=None,

@@ -47,17 +47,62 @@ from .train_vae import (
     warmup_cosine_lr,
 )
 
-__all__ = ["main", "save_pipeline", "train_diffusion"]
+__all__ = [
+    "PREDICTION_TYPES",
+    "diffusion_target",
+    "loss_weight",
+    "main",
+    "save_pipeline",
+    "train_diffusion",
+]
+
+PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
-def save_pipeline(out: Path, vae, unet, text_encoder, tokenizer) -> None:
+def diffusion_target(
+    latents: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str
+) -> torch.Tensor:
+    """What the UNet learns to predict from ``x_t = sqrt(abar) x0 + sqrt(1 - abar) eps``.
+
+    ``"epsilon"``: ``eps``; ``"v_prediction"``: ``v = sqrt(abar) eps - sqrt(1 - abar) x0``.
+    ``alpha_bar`` broadcasts against ``latents``.
+    """
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        return alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * latents
+    raise ValueError(f"unknown prediction_type {prediction_type!r}; use one of {PREDICTION_TYPES}")
+
+
+def loss_weight(snr: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
+    """Per-sample weight of the squared error in the prediction's own units.
+
+    In ``x0`` units the epsilon error counts ``SNR`` times and the v error
+    ``SNR + 1`` times, so:
+
+    - ``"epsilon"``: ``min(SNR, gamma) / SNR`` (min-SNR-gamma): the ``x0``
+      weight is ``min(SNR, gamma)``, which vanishes at high noise;
+    - ``"v_prediction"``: ``min(SNR + 1, gamma) / (SNR + 1)``: the ``x0``
+      weight is ``min(SNR + 1, gamma)``, at least 1 at high noise, where
+      only the caption can say where the shape goes.
+    """
+    if prediction_type == "epsilon":
+        return snr.clamp(max=gamma) / snr
+    if prediction_type == "v_prediction":
+        return (snr + 1).clamp(max=gamma) / (snr + 1)
+    raise ValueError(f"unknown prediction_type {prediction_type!r}; use one of {PREDICTION_TYPES}")
+
+
+def save_pipeline(
+    out: Path, vae, unet, text_encoder, tokenizer, prediction_type: str = "epsilon"
+) -> None:
     """Write a diffusers folder (fp32 weights) that ``from_pretrained`` loads offline."""
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=build_scheduler(),
+        scheduler=build_scheduler(prediction_type),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -80,12 +125,14 @@ def train_diffusion(
     drop_prob: float = EMPTY_PROB,
     snr_gamma: float = 5.0,
     ema_decay: float = 0.998,
+    prediction_type: str = "epsilon",
 ) -> dict[str, float]:
     """Train UNet + text encoder jointly on latents of the frozen VAE; save EMA weights.
 
     Each step draws fresh training captions and matching images
     (:func:`nulltta.shapes.captions.sample_captioned_batch`); a caption is
-    replaced by ``""`` with probability ``drop_prob``.
+    replaced by ``""`` with probability ``drop_prob``. ``prediction_type``
+    and its loss weight: :func:`diffusion_target`, :func:`loss_weight`.
 
     Returns
     -------
@@ -130,9 +177,9 @@ def train_diffusion(
         noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
         cond = text_encoder(ids)[0]
         pred = unet(noisy, t, encoder_hidden_states=cond).sample
-        snr = abar[t] / (1 - abar[t])
-        weight = snr.clamp(max=snr_gamma) / snr
-        loss = (weight * (pred - noise).pow(2).mean((1, 2, 3))).mean()
+        target = diffusion_target(latents, noise, a, prediction_type)
+        weight = loss_weight(abar[t] / (1 - abar[t]), snr_gamma, prediction_type)
+        loss = (weight * (pred - target).pow(2).mean((1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -149,7 +196,7 @@ def train_diffusion(
                 f"lr {opt.param_groups[0]['lr']:.2e} ({time.time() - start:.0f}s)"
             )
         if (step + 1) % save_every == 0 or step == steps - 1:
-            save_pipeline(out, vae, ema_unet, ema_text, tokenizer)
+            save_pipeline(out, vae, ema_unet, ema_text, tokenizer, prediction_type)
             log(f"saved {out} at step {step + 1}")
     return {"final_loss": float(np.mean(losses[-100:])), "seconds": time.time() - start}
 
@@ -177,6 +224,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--prediction-type",
+        choices=PREDICTION_TYPES,
+        default="epsilon",
+        help="what the UNet predicts, with its loss weight (see loss_weight)",
+    )
     parser.add_argument("--save-every", type=int, default=100)
     parser.add_argument(
         "--threads",
@@ -245,6 +298,7 @@ def main(argv: list[str] | None = None) -> None:
         args.lr,
         args.seed,
         args.save_every,
+        prediction_type=args.prediction_type,
     )
     report["unet_final_loss"] = result["final_loss"]
     report["unet_seconds"] = result["seconds"]

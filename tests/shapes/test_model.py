@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 
 import pytest
@@ -111,24 +112,37 @@ def test_size_words_change_the_measured_size(pipe: StableDiffusionPipeline) -> N
     assert (large.size > small.size).float().mean() >= 0.75
 
 
-@needs_caption_model
-@pytest.mark.xfail(
-    strict=True,
-    reason="the shipped model obeys position phrases 46% of the time (model card): "
-    "a known miss of its obedience target; this starts passing when a model learns them",
-)
-def test_position_phrases_move_the_measured_centre(pipe: StableDiffusionPipeline) -> None:
+def _centres_for(pipe, position: str):
     prompts, seeds = benchmark_prompts(8, seed=4)
+    return _measured(
+        pipe, [make_caption(*parse_prompt(p), position=position) for p in prompts], seeds
+    )
 
-    def captions(position: str) -> list[str]:
-        return [make_caption(*parse_prompt(p), position=position) for p in prompts]
 
-    top_left = _measured(pipe, captions("in the top left"), seeds)
-    bottom_right = _measured(pipe, captions("in the bottom right"), seeds)
-    for axis in ("cx", "cy"):
-        low, high = getattr(top_left, axis), getattr(bottom_right, axis)
-        assert float(high.mean()) > float(low.mean()) + 0.15, axis
-        assert (high > low).float().mean() >= 0.75, axis
+@needs_caption_model
+@pytest.mark.parametrize(
+    "axis",
+    [
+        "cy",
+        pytest.param(
+            "cx",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="the shipped model has not learned left from right (model card, "
+                "benchmarks/results/position_diagnosis): a known miss of its obedience "
+                "target; this starts passing when a model learns them",
+            ),
+        ),
+    ],
+)
+def test_position_phrases_move_the_measured_centre(
+    pipe: StableDiffusionPipeline, axis: str
+) -> None:
+    top_left = _centres_for(pipe, "in the top left")
+    bottom_right = _centres_for(pipe, "in the bottom right")
+    low, high = getattr(top_left, axis), getattr(bottom_right, axis)
+    assert float(high.mean()) > float(low.mean()) + 0.15
+    assert (high > low).float().mean() >= 0.75
 
 
 @pytest.mark.slow
@@ -139,3 +153,16 @@ def test_plain_samples_match_their_prompts(pipe: StableDiffusionPipeline) -> Non
     images = sample(pipe, prompts, seeds, guidance_scale=5.0, steps=25)
     assert images.shape == (12, 3, 32, 32)
     assert fidelity_accuracy(images, prompts).sum() >= 10
+
+
+def test_a_retrained_world_model_gets_the_embedded_profile(tmp_path) -> None:
+    from nulltta.profiles import model_profile
+    from nulltta.shapes.model import load_world_model
+
+    shutil.copytree(embedded_model_path(), tmp_path / "retrained")
+    world = load_world_model(tmp_path / "retrained")
+    assert model_profile(world).name == "shapes-sd"
+    assert model_profile(world).defaults["guidance_scale"] == 5.0
+    # The same folder loaded as any diffusers folder is an unknown SD model.
+    stock = StableDiffusionPipeline.from_pretrained(tmp_path / "retrained", local_files_only=True)
+    assert model_profile(stock).name == "model"
