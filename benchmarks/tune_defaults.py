@@ -233,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                 append_row(rows_path, row)
             print(f"{label}: {time.perf_counter() - started:.0f} s", flush=True)
     rows = read_rows(rows_path)
+    # The report covers every setting that has run, not only this call's --settings.
+    grid = settings_grid()
     settled = {label for label in grid if sum(r["setting"] == label for r in rows) > 0}
     if PLAIN not in settled:
         print("plain sampling has not run yet: no report")
