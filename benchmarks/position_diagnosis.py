@@ -33,7 +33,7 @@ from diffusers import StableDiffusionPipeline
 from nulltta.shapes.components import build_text_encoder
 from nulltta.shapes.evaluate import sample
 from nulltta.shapes.gold import measure
-from nulltta.shapes.model import load_embedded_pipeline
+from nulltta.shapes.model import load_embedded_pipeline, load_world_model
 from nulltta.shapes.obedience import obeys_position
 from nulltta.shapes.prompts import POSITION_PHRASES, all_prompts, make_caption, parse_prompt
 
@@ -160,24 +160,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
-    if args.model is None:
-        pipe = load_embedded_pipeline()
-    else:
-        pipe = StableDiffusionPipeline.from_pretrained(
-            args.model,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-            local_files_only=True,
-        )
+    pipe = load_embedded_pipeline() if args.model is None else load_world_model(args.model)
     base = all_prompts()[:: max(1, len(all_prompts()) // args.prompts)][: args.prompts]
-    captions, seeds = [], []
-    for prompt in base:
-        for phrase in PHRASES:
-            for seed in range(args.seeds):
-                captions.append(make_caption(*parse_prompt(prompt), position=phrase))
-                seeds.append(20_000 + seed)
-    shape = (len(base), len(PHRASES), args.seeds)
     result: dict = {
         "model": str(args.model or "embedded"),
         "prompts": base,
@@ -190,14 +174,31 @@ def main(argv: list[str] | None = None) -> dict:
         pipe.text_encoder = build_text_encoder(pipe.tokenizer)
         result["text_encoder"] = f"untrained, torch seed {args.fresh_text_encoder}"
     result["text_distance"] = text_distances(pipe, base)
-    if args.text_only:
-        print(json.dumps(result, indent=2))
-        if args.json is not None:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(result, indent=2) + "\n")
-        return result
-    images = sample(pipe, captions, seeds, args.cfg, args.steps)
-    first = first_step_x0(pipe, captions, seeds, args.steps, args.cfg)
+    if not args.text_only:
+        result.update(diagnose_centres(pipe, base, args.seeds, args.steps, args.cfg))
+    print(json.dumps(result, indent=2))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def diagnose_centres(pipe, base: list[str], n_seeds: int, steps: int, cfg: float) -> dict:
+    """Variance shares, obedience and mean centres, for the final images and the first step.
+
+    Every prompt of ``base`` is sampled under each phrase of :data:`PHRASES`
+    with the seeds ``20000 .. 20000 + n_seeds - 1``, the same for every phrase.
+    """
+    captions, seeds = [], []
+    for prompt in base:
+        for phrase in PHRASES:
+            for seed in range(n_seeds):
+                captions.append(make_caption(*parse_prompt(prompt), position=phrase))
+                seeds.append(20_000 + seed)
+    shape = (len(base), len(PHRASES), n_seeds)
+    images = sample(pipe, captions, seeds, cfg, steps)
+    first = first_step_x0(pipe, captions, seeds, steps, cfg)
+    result = {}
     for name, imgs in (("final", images), ("first_step", first)):
         centres = centres_of(imgs, captions, shape)
         obeyed = {
@@ -223,10 +224,6 @@ def main(argv: list[str] | None = None) -> dict:
             "mean_centre": mean_centre,
             "obeyed_mean": float(np.mean(list(obeyed.values()))),
         }
-    print(json.dumps(result, indent=2))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +21,20 @@ torch.set_num_threads(1)
 # child killed while holding it (as mutmut kills a mutant's test run on a timeout)
 # would block every later progress bar, so the tests use a lock of their own.
 tqdm.set_lock(threading.RLock())
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark(name)`` imports ``benchmarks/<name>.py`` (the scripts are not a package)."""
+    folder = Path(__file__).resolve().parent.parent / "benchmarks"
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,21 +11,14 @@ import torch
 from nulltta.loading import embedded_model_available
 from nulltta.shapes.model import load_embedded_pipeline
 
-BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
-
 pytestmark = pytest.mark.skipif(
     not embedded_model_available(), reason="embedded model not installed"
 )
 
 
 @pytest.fixture(scope="module")
-def architecture():
-    spec = importlib.util.spec_from_file_location(
-        "embedded_architecture", BENCHMARKS / "embedded_architecture.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def architecture(load_benchmark):
+    return load_benchmark("embedded_architecture")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -11,16 +10,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def flops():
-    return _load("flops")
+def flops(load_benchmark):
+    return load_benchmark("flops")
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +100,8 @@ def test_gpu_check_runs_every_part_even_when_each_fails(tmp_path):
     assert (tmp_path / "out" / "gpu_check.log").is_file()
 
 
-def test_gpu_check_commands_use_flags_the_scripts_have(tmp_path):
-    inner_step = _load("inner_step")
+def test_gpu_check_commands_use_flags_the_scripts_have(tmp_path, load_benchmark):
+    inner_step = load_benchmark("inner_step")
     _, calls, _ = _run_script(tmp_path)
     scripts = {
         "benchmarks/inner_step.py": _flags(REPO / "benchmarks" / "inner_step.py"),

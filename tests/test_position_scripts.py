@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -12,38 +11,28 @@ import torch
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def diagnosis(load_benchmark):
+    return load_benchmark("position_diagnosis")
 
 
 @pytest.fixture(scope="module")
-def diagnosis():
-    return _load("position_diagnosis")
+def caption_fidelity(load_benchmark):
+    return load_benchmark("caption_fidelity")
 
 
-@pytest.fixture(scope="module")
-def caption_fidelity():
-    return _load("caption_fidelity")
-
-
-def test_a_centre_set_by_the_seed_alone_is_all_seed_share(diagnosis):
-    # centres: (prompts, phrases, seeds, 2); the same per-seed offset under every phrase.
-    offsets = np.random.default_rng(0).normal(size=(1, 1, 5, 2))
-    centres = np.broadcast_to(0.5 + offsets, (3, 6, 5, 2))
-    shares = diagnosis.variance_shares(centres)
-    assert shares["seed_share"] == pytest.approx(1.0)
-    assert shares["phrase_share"] == pytest.approx(0.0, abs=1e-12)
-
-
-def test_a_centre_set_by_the_phrase_alone_is_all_phrase_share(diagnosis):
-    offsets = np.random.default_rng(1).normal(size=(1, 6, 1, 2))
-    centres = np.broadcast_to(0.5 + offsets, (3, 6, 5, 2))
-    shares = diagnosis.variance_shares(centres)
-    assert shares["phrase_share"] == pytest.approx(1.0)
-    assert shares["seed_share"] == pytest.approx(0.0, abs=1e-12)
+@pytest.mark.parametrize(
+    ("axis", "share", "other"),
+    [(2, "seed_share", "phrase_share"), (1, "phrase_share", "seed_share")],
+)
+def test_a_centre_set_by_one_factor_alone_is_all_that_factors_share(diagnosis, axis, share, other):
+    # centres: (prompts, phrases, seeds, 2); an offset that varies along one axis only.
+    size = [1, 1, 1, 2]
+    size[axis] = (3, 6, 5)[axis]
+    offsets = np.random.default_rng(axis).normal(size=size)
+    shares = diagnosis.variance_shares(np.broadcast_to(0.5 + offsets, (3, 6, 5, 2)))
+    assert shares[share] == pytest.approx(1.0)
+    assert shares[other] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_additive_seed_and_phrase_effects_split_the_variance_exactly(diagnosis):
@@ -80,10 +69,10 @@ def test_the_breakdown_counts_hits_per_attribute_and_per_word(caption_fidelity):
     assert out["in the top left"]["shape"] == 0.5 and out["in the top left"]["colour"] == 1.0
 
 
-def test_a_report_after_a_settings_subset_covers_every_setting_that_ran(tmp_path):
+def test_a_report_after_a_settings_subset_covers_every_setting_that_ran(tmp_path, load_benchmark):
     # tune_defaults --settings runs a subset; its report must still include
     # greedy and the earlier settings (it used to fail on the missing greedy).
-    tune = _load("tune_defaults")
+    tune = load_benchmark("tune_defaults")
     committed = BENCHMARKS / "results" / "defaults" / "rows.jsonl"
     (tmp_path / "rows.jsonl").write_text(committed.read_text())
     tune.main(["--out", str(tmp_path), "--report-only", "--settings", "kl=0.002 constant lr=0.01"])
