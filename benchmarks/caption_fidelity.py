@@ -20,18 +20,10 @@ import torch
 
 from nulltta.shapes.evaluate import caption_prompts, sample
 from nulltta.shapes.model import load_embedded_pipeline, load_world_model
-from nulltta.shapes.scorers import load_scorer, prompt_labels
+from nulltta.shapes.rewards import attribute_matches
 from nulltta.shapes.world import parse_caption
 
 ATTRIBUTES = ("shape", "colour", "background")
-
-
-@torch.no_grad()
-def attribute_hits(images: torch.Tensor, captions: list[str]) -> torch.Tensor:
-    """``(3, N)`` booleans: the classifier reads the caption's shape, colour, background."""
-    logits = load_scorer("classifier")(images.float())
-    labels = prompt_labels(captions, images.device)
-    return torch.stack([lg.argmax(1) == labels[:, i] for i, lg in enumerate(logits)])
 
 
 def breakdown(hits: torch.Tensor, captions: list[str]) -> dict:
@@ -69,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     for model in args.model:
         pipe = load_embedded_pipeline() if model == "embedded" else load_world_model(model)
         images = sample(pipe, captions, seeds)
-        result[model] = breakdown(attribute_hits(images, captions), captions)
+        result[model] = breakdown(attribute_matches(images, captions), captions)
     print(json.dumps(result, indent=2))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

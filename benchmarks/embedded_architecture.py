@@ -37,7 +37,7 @@ from nulltta import NullTextAligner
 from nulltta.config import AlignmentConfig
 from nulltta.equations import inner_steps_schedule
 from nulltta.shapes.components import UNET_CONFIG, VAE_CONFIG
-from nulltta.shapes.model import load_embedded_pipeline
+from nulltta.shapes.model import load_embedded_pipeline, load_world_model
 from nulltta.shapes.profile import ALIGNMENT_DEFAULTS
 
 _DEFAULT = AlignmentConfig()
@@ -129,14 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     pipes = {name: build_layout(base, name) for name in args.layouts}
     descriptions = {name: LAYOUTS[name][2] for name in args.layouts}
     if args.candidate is not None:
-        pipes["candidate"] = StableDiffusionPipeline.from_pretrained(
-            args.candidate,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-            local_files_only=True,
-        )
-        pipes["candidate"].set_progress_bar_config(disable=True)
+        pipes["candidate"] = load_world_model(args.candidate)
         descriptions["candidate"] = f"trained pipeline folder {args.candidate}"
     params = {
         name: sum(p.numel() for p in (*pipe.unet.parameters(), *pipe.vae.parameters())) / 1e6

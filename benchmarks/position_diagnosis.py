@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from diffusers import StableDiffusionPipeline
 
+from nulltta.equations import cfg_combine, to_epsilon, tweedie_x0
 from nulltta.shapes.components import build_text_encoder
 from nulltta.shapes.evaluate import sample
 from nulltta.shapes.gold import measure
@@ -72,12 +73,12 @@ def first_step_x0(
         torch.cat([latents, latents]), t, encoder_hidden_states=torch.cat([uncond, cond])
     ).sample
     uncond_pred, cond_pred = pred.chunk(2)
-    guided = uncond_pred + cfg * (cond_pred - uncond_pred)
-    abar = pipe.scheduler.alphas_cumprod[t]
-    if pipe.scheduler.config.prediction_type == "v_prediction":
-        x0 = abar.sqrt() * latents - (1 - abar).sqrt() * guided
-    else:
-        x0 = (latents - (1 - abar).sqrt() * guided) / abar.sqrt()
+    # CFG commutes with the conversion to eps (it is affine), so guide, then convert.
+    abar = float(pipe.scheduler.alphas_cumprod[t])
+    signal, noise = abar**0.5, (1 - abar) ** 0.5
+    guided = cfg_combine(uncond_pred, cond_pred, cfg)
+    eps = to_epsilon(guided, latents, signal, noise, pipe.scheduler.config.prediction_type)
+    x0 = tweedie_x0(latents, eps, signal, noise)
     images = pipe.vae.decode(x0 / pipe.vae.config.scaling_factor).sample
     return ((images + 1) / 2).clamp(0, 1)
 

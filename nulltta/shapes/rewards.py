@@ -39,6 +39,7 @@ from .scorers import (
 )
 
 __all__ = [
+    "attribute_matches",
     "ShapesFD",
     "ShapesFidelity",
     "ShapesManifold",
@@ -72,12 +73,24 @@ def fidelity_accuracy(images: Tensor, prompts: list[str]) -> Tensor:
     Tensor
         ``(B,)`` float, 1 for a match and 0 otherwise (not differentiable).
     """
+    return attribute_matches(images, prompts).all(0).float()
+
+
+def attribute_matches(images: Tensor, prompts: list[str]) -> Tensor:
+    """``(3, B)`` booleans: the classifier's argmax is the prompt's shape, colour, background.
+
+    Parameters
+    ----------
+    images : Tensor
+        ``(B, 3, H, W)`` in ``[0, 1]``.
+    prompts : list of str
+        One prompt (or caption) per image, inside the world's vocabulary.
+    """
     check_images(images)
     classifier = load_scorer("classifier").to(images.device)
     labels = prompt_labels(prompts, images.device)
     logits = classifier(images.float())
-    hits = torch.stack([lg.argmax(1) == labels[:, i] for i, lg in enumerate(logits)])
-    return hits.all(0).float()
+    return torch.stack([lg.argmax(1) == labels[:, i] for i, lg in enumerate(logits)])
 
 
 class ShapesFidelity(Reward):

@@ -6,7 +6,7 @@ import torch
 
 from nulltta.rewards import Reward, available_rewards, get_reward
 from nulltta.shapes.gold import gold_score
-from nulltta.shapes.rewards import ShapesFD, fidelity_accuracy
+from nulltta.shapes.rewards import ShapesFD, attribute_matches, fidelity_accuracy
 from nulltta.shapes.scorers import prompt_labels
 from nulltta.shapes.train_preference import make_pairs
 from nulltta.shapes.world import (
@@ -179,3 +179,18 @@ def test_fd_separates_clean_from_hacked(clean_batch) -> None:
     assert 0 <= clean.compute() < hacked.compute() / 3
     with pytest.raises(ValueError, match="at least two"):
         ShapesFD().compute()
+
+
+def test_attribute_matches_flags_exactly_the_attribute_a_prompt_gets_wrong():
+    batch = sample_batch(16, seed=7)
+    right = attribute_matches(batch.images, batch.prompts)
+    assert right.shape == (3, 16) and bool(right.all())
+    wrong_colour = [
+        p.replace(p.split()[1], "red" if p.split()[1] != "red" else "blue", 1)
+        for p in batch.prompts
+    ]
+    flipped = attribute_matches(batch.images, wrong_colour)
+    assert bool(flipped[0].all()) and not bool(flipped[1].any()) and bool(flipped[2].all())
+    torch.testing.assert_close(
+        fidelity_accuracy(batch.images, wrong_colour), flipped.all(0).float()
+    )
