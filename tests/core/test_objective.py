@@ -37,7 +37,13 @@ def _decode(pipe, latents):
 
 
 def _eps(pipe, latents, timestep, embeddings):
-    return pipe.unet(latents, timestep, encoder_hidden_states=embeddings).sample
+    """The UNet's noise prediction; a v-prediction model's v is converted by hand."""
+    output = pipe.unet(latents, timestep, encoder_hidden_states=embeddings).sample
+    if pipe.scheduler.config.prediction_type == "epsilon":
+        return output
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    abar = float(pipe.scheduler.alphas_cumprod[timestep])
+    return math.sqrt(abar) * output + math.sqrt(1 - abar) * latents  # eps = a v + s x_t
 
 
 class _PerturbAt(Callback):

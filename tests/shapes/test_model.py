@@ -120,21 +120,7 @@ def _centres_for(pipe, position: str):
 
 
 @needs_caption_model
-@pytest.mark.parametrize(
-    "axis",
-    [
-        "cy",
-        pytest.param(
-            "cx",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the shipped model has not learned left from right (model card, "
-                "benchmarks/results/position_diagnosis): a known miss of its obedience "
-                "target; this starts passing when a model learns them",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("axis", ["cx", "cy"])
 def test_position_phrases_move_the_measured_centre(
     pipe: StableDiffusionPipeline, axis: str
 ) -> None:
