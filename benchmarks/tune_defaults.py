@@ -207,11 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     rows_path = args.out / "rows.jsonl"
     grid = settings_grid()
+    to_run = grid
     if args.settings:
         unknown = sorted(set(args.settings) - set(grid))
         if unknown:
             parser.error(f"unknown settings {unknown}; the grid has: {', '.join(grid)}")
-        grid = {k: v for k, v in grid.items() if k == PLAIN or k in args.settings}
+        to_run = {k: v for k, v in grid.items() if k == PLAIN or k in args.settings}
     if not args.report_only:
         from nulltta.bench.scoring import evaluation_scorers
         from nulltta.bench.shapesbench import shapesbench_prompts
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         scorers = evaluation_scorers(model_profile("embedded"))
         pairs = [(p, s) for p in shapesbench_prompts(args.prompts) for s in args.seeds]
         done = {r["setting"] for r in read_rows(rows_path)}
-        for number, (label, settings) in enumerate(grid.items()):
+        for number, (label, settings) in enumerate(to_run.items()):
             if number % count != index or label in done:
                 continue
             started = time.perf_counter()
@@ -233,8 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 append_row(rows_path, row)
             print(f"{label}: {time.perf_counter() - started:.0f} s", flush=True)
     rows = read_rows(rows_path)
-    # The report covers every setting that has run, not only this call's --settings.
-    grid = settings_grid()
+    # The report covers every setting of the grid that has run, not only to_run.
     settled = {label for label in grid if sum(r["setting"] == label for r in rows) > 0}
     if PLAIN not in settled:
         print("plain sampling has not run yet: no report")

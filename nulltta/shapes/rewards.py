@@ -76,6 +76,7 @@ def fidelity_accuracy(images: Tensor, prompts: list[str]) -> Tensor:
     return attribute_matches(images, prompts).all(0).float()
 
 
+@torch.no_grad()
 def attribute_matches(images: Tensor, prompts: list[str]) -> Tensor:
     """``(3, B)`` booleans: the classifier's argmax is the prompt's shape, colour, background.
 
