@@ -3,8 +3,8 @@
     python benchmarks/overoptimisation.py --out benchmarks/results/overoptimisation [--shard 0/2]
 
 Reward hacking shows here: the proxy (target) rises while the gold reward
-falls. Budgets: n_max for Null-TTA (its default settings, the release's, and
-phi' on the text manifold), iterations for DNO with and without its
+falls. Budgets: n_max for Null-TTA (its default settings, at lambda2 0.002,
+the release's, and phi' on the text manifold), iterations for DNO with and without its
 regulariser, N for best-of-N and particles for DAS; each is also placed on a
 common axis, UNet passes per image (forward + backward, counted). The first 8
 ShapesBench prompts x seeds 0 and 1 by default, 20 steps, CFG 5, through the
@@ -22,6 +22,7 @@ from pathlib import Path
 #: family -> (spec template, budgets, budget name)
 FAMILIES = {
     "Null-TTA (defaults)": ("nulltta:n_max={}", (5, 12, 25, 55), "n_max"),
+    "Null-TTA (lambda2 0.002)": ("nulltta:n_max={}:kl_weight=0.002", (5, 12, 25, 55), "n_max"),
     "Null-TTA (release KL, lr)": ("nulltta-release:n_max={}", (5, 12, 25, 55), "n_max"),
     "Null-TTA (text manifold)": ("nulltta-manifold:n_max={}", (5, 12, 25, 55), "n_max"),
     "DNO": ("dno:iterations={}:learning_rate=0.05", (2, 5, 10, 20), "iterations"),

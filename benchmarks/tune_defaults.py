@@ -31,6 +31,8 @@ GREEDY = "greedy"
 KL_WEIGHTS = (0.002, 0.02, 0.2, 2.0)
 LEARNING_RATES = (0.01, 0.03)
 MANIFOLD_KL_WEIGHTS = (0.02, 0.2)
+#: The inner-step order experiment (docs/concepts/shapesbench.md, "Follow-up").
+RAMP_DOWN_KL_WEIGHTS = (0.002, 0.02)
 
 
 def settings_grid() -> dict[str, dict]:
@@ -44,6 +46,11 @@ def settings_grid() -> dict[str, dict]:
     for kl, anneal, lr in itertools.product(KL_WEIGHTS, (True, False), LEARNING_RATES):
         label = f"kl={kl} {'annealed' if anneal else 'constant'} lr={lr}"
         grid[label] = {"kl_weight": kl, "anneal_kl": anneal, "learning_rate": lr}
+    for kl, lr in itertools.product(RAMP_DOWN_KL_WEIGHTS, LEARNING_RATES):
+        grid[f"kl={kl} constant lr={lr} ramp_down"] = {
+            "kl_weight": kl, "anneal_kl": False, "learning_rate": lr,
+            "inner_steps_order": "ramp_down",
+        }  # fmt: skip
     for kl, lr in itertools.product(MANIFOLD_KL_WEIGHTS, LEARNING_RATES):
         grid[f"manifold kl={kl} constant lr={lr}"] = {
             "kl_weight": kl, "anneal_kl": False, "learning_rate": lr,
@@ -69,14 +76,32 @@ def run_setting(pipe, label: str, settings: dict, pairs, scorers, batch_size: in
     seconds = (time.perf_counter() - started) / len(pairs)
     images = torch.cat([to_tensor(image) for image in aligner.images_])
     scores = score_images(images, prompts, scorers)
+    terms = gold_terms(images, prompts)
     rows = []
-    for (prompt, seed), score, history in zip(pairs, scores, aligner.histories_, strict=True):
+    for (prompt, seed), score, history, term in zip(
+        pairs, scores, aligner.histories_, terms, strict=True
+    ):
         rows.append({
-            "setting": label, "prompt": prompt, "seed": seed, **score, "seconds": seconds,
-            "phi_distance": history[-1]["phi_distance"],
+            "setting": label, "prompt": prompt, "seed": seed, **score, **term,
+            "seconds": seconds, "phi_distance": history[-1]["phi_distance"],
             "inner_steps": sum(history[:, "inner_steps"]),
         })  # fmt: skip
     return rows
+
+
+def gold_terms(images: torch.Tensor, prompts: list[str]) -> list[dict[str, float]]:
+    """Per image, the gold reward's parts: its prompt gate, size term and centring term."""
+    from nulltta.shapes.gold import centring, gate, measure, size_term
+
+    with torch.no_grad():
+        geometry = measure(images, prompts)
+        gates = gate(images, prompts, geometry.area)
+        sizes = size_term(geometry.size)
+        centrings = centring(geometry.cx, geometry.cy)
+    return [
+        {"gate": float(g), "size_term": float(s), "centring": float(c)}
+        for g, s, c in zip(gates, sizes, centrings, strict=True)
+    ]
 
 
 def summarise(rows: list[dict]) -> dict[str, dict]:

@@ -61,7 +61,7 @@ class NullTextAligner(EstimatorSetup):
     scheduler : {"ddim", "ddpm", "pipeline"} or scheduler, default="ddim"
     eta : float, default=1.0
         DDIM eta; must be > 0 (the method needs a stochastic transition).
-    n_min, n_max, schedule_rate, reward_weight, kl_mode, sigma_phi_sq,
+    n_min, n_max, schedule_rate, inner_steps_order, reward_weight, kl_mode, sigma_phi_sq,
     num_candidates, select_initial_noise, null_parameterisation, gradient, zo_samples,
     zo_smoothing
         Method settings, see :class:`~nulltta.config.AlignmentConfig`.
@@ -152,6 +152,7 @@ class NullTextAligner(EstimatorSetup):
         n_min: int = 5,
         n_max: int = 25,
         schedule_rate: float = 0.008,
+        inner_steps_order: str = "ramp_up",
         learning_rate: float | None = None,
         reward_weight: float | None = None,
         kl_weight: float | None = None,
@@ -193,6 +194,7 @@ class NullTextAligner(EstimatorSetup):
         self.n_min = n_min
         self.n_max = n_max
         self.schedule_rate = schedule_rate
+        self.inner_steps_order = inner_steps_order
         self.learning_rate = learning_rate
         self.reward_weight = reward_weight
         self.kl_weight = kl_weight

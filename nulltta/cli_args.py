@@ -31,6 +31,10 @@ def add_method_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=100, help="sampling steps (100)")
     parser.add_argument("--n-min", type=int, default=5)
     parser.add_argument("--n-max", type=int, default=25)
+    parser.add_argument(
+        "--inner-steps-order", choices=("ramp_up", "ramp_down"), default="ramp_up",
+        help="ramp_up (as released): fewest inner steps at the noisiest steps; ramp_down: reversed",
+    )  # fmt: skip
     parser.add_argument("--candidates", type=int, default=3, help="greedy candidates K (3)")
     parser.add_argument("--guidance-scale", type=float, default=None)
     parser.add_argument("--lr", type=float, default=None, help="Adam step size (the model's)")
@@ -73,6 +77,7 @@ def aligner_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "num_inference_steps": args.steps,
         "n_min": args.n_min,
         "n_max": args.n_max,
+        "inner_steps_order": args.inner_steps_order,
         "num_candidates": args.candidates,
         "learning_rate": args.lr,
         "kl_mode": args.kl_mode,

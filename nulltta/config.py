@@ -11,6 +11,7 @@ __all__ = [
     "COMPILE_MODES",
     "NULL_PARAMETERISATIONS",
     "GRADIENT_MODES",
+    "INNER_STEP_ORDERS",
     "KL_MODES",
     "MODEL_DEPENDENT_SETTINGS",
     "config_from",
@@ -24,6 +25,7 @@ GRADIENT_MODES = ("auto", "backprop", "zeroth_order")
 AUTOCAST_CHOICES = ("auto", None, "bfloat16", "float16")
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune")
 NULL_PARAMETERISATIONS = ("embedding", "text_manifold")
+INNER_STEP_ORDERS = ("ramp_up", "ramp_down")
 
 
 @dataclass
@@ -40,6 +42,10 @@ class AlignmentConfig:
         Inner gradient steps ramp from ``n_min`` to ``n_max`` (5 and 25).
     schedule_rate : float
         ``c`` of the inner-step ramp and the lambda2 annealing (0.008).
+    inner_steps_order : {"ramp_up", "ramp_down"}
+        "ramp_up" (as released): fewest inner steps at the noisiest sampling
+        steps; "ramp_down": the same counts in reverse order, most at the
+        noisiest steps (not in the paper). lambda2 annealing keeps its order.
     learning_rate : float
         Adam learning rate on phi' (1e-2), Adam re-created every step.
     reward_weight : float or None
@@ -106,6 +112,7 @@ class AlignmentConfig:
     n_min: int = 5
     n_max: int = 25
     schedule_rate: float = 0.008
+    inner_steps_order: str = "ramp_up"
     learning_rate: float = 1e-2
     reward_weight: float | None = None
     kl_weight: float = 0.002
@@ -141,6 +148,11 @@ class AlignmentConfig:
             raise ValueError(
                 f"n_min={self.n_min} > n_max={self.n_max}: the inner-step ramp goes from n_min "
                 "up to n_max; swap them or raise n_max."
+            )
+        if self.inner_steps_order not in INNER_STEP_ORDERS:
+            raise ValueError(
+                f"inner_steps_order={self.inner_steps_order!r}; choose one of {INNER_STEP_ORDERS} "
+                "('ramp_up' is the release's)"
             )
         _check_int("num_candidates", self.num_candidates, minimum=1)
         _check_int("zo_samples", self.zo_samples, minimum=1)

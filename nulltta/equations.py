@@ -175,14 +175,24 @@ def embedding_kl(null_embedding: Tensor, null_reference: Tensor, sigma_phi_sq: f
     return squared_norm(null_embedding - null_reference) / (2 * sigma_phi_sq)
 
 
-def inner_steps_schedule(num_steps: int, n_min: int, n_max: int, rate: float = 0.008) -> list[int]:
+def inner_steps_schedule(
+    num_steps: int, n_min: int, n_max: int, rate: float = 0.008, order: str = "ramp_up"
+) -> list[int]:
     """Inner gradient steps at each sampling step index ``i = 0 .. T-1``.
 
-    ``n_i = round(n_min + (n_max - n_min) min(1, (1 + c)^i - 1))``: a ramp from
-    ``n_min`` to ``n_max`` reached at ``i = ln 2 / ln(1 + c)`` (87 for c = 0.008).
+    ``"ramp_up"`` (the release's): ``n_i = round(n_min + (n_max - n_min)
+    min(1, (1 + c)^i - 1))``, a ramp from ``n_min`` at the noisiest step to
+    ``n_max``, reached at ``i = ln 2 / ln(1 + c)`` (87 for c = 0.008).
+    ``"ramp_down"``: the same steps in reverse, ``n_i = n^up_{T-1-i}``, so the
+    noisiest steps get the most and the total is unchanged.
     """
     ramp = [min(1.0, (1 + rate) ** i - 1) for i in range(num_steps)]
-    return [int(round(n_min + (n_max - n_min) * r)) for r in ramp]
+    schedule = [int(round(n_min + (n_max - n_min) * r)) for r in ramp]
+    if order == "ramp_up":
+        return schedule
+    if order == "ramp_down":
+        return schedule[::-1]
+    raise ValueError(f"order={order!r}; choose 'ramp_up' (the release's) or 'ramp_down'")
 
 
 def annealing_schedule(num_steps: int, rate: float = 0.008) -> list[float]:

@@ -177,7 +177,8 @@ class NullTextModule(LightningModule):
             coefficients=[adapter.step_coefficients(t) for t in timesteps],
             inner_steps=strided_schedule(
                 inner_steps_schedule(
-                    len(timesteps), config.n_min, config.n_max, config.schedule_rate
+                    len(timesteps), config.n_min, config.n_max, config.schedule_rate,
+                    config.inner_steps_order,
                 ),
                 config.optimize_every,
             ),

@@ -36,6 +36,9 @@ class NullTTA(Method):
     schedule_rate : float or None
         ``c`` of the ramp and of lambda2 annealing; None compresses the
         release's 100-step shape to the task's T (:func:`compressed_rate`).
+    inner_steps_order : {"ramp_up", "ramp_down"}
+        The release's ramp, or the same inner steps in reverse (most at the
+        noisiest steps).
     num_candidates : int
         Greedy K (3).
     null_parameterisation : {"embedding", "text_manifold"}
@@ -62,6 +65,7 @@ class NullTTA(Method):
     n_min: int = 5
     n_max: int = 25
     schedule_rate: float | None = None
+    inner_steps_order: str = "ramp_up"
     num_candidates: int = 3
     null_parameterisation: str = "embedding"
     learning_rate: float | None = None

@@ -99,6 +99,19 @@ def test_greedy_selection_keeps_the_best_candidate(tiny_pipe, fast_kwargs):
         assert row["selected_reward"] == max(row["candidate_rewards"])
 
 
+def test_ramp_down_runs_the_release_inner_steps_in_reverse(tiny_pipe, fast_kwargs):
+    settings = {**fast_kwargs, "schedule_rate": 0.1}
+    ramp_up = NullTextAligner(tiny_pipe, "brightness", **settings).fit(PROMPT)
+    ramp_down = NullTextAligner(
+        tiny_pipe, "brightness", inner_steps_order="ramp_down", **settings
+    ).fit(PROMPT)
+    counts = ramp_up.history_[:, "inner_steps"]
+    assert counts != counts[::-1]  # the test would not see a reversal otherwise
+    assert ramp_down.history_[:, "inner_steps"] == counts[::-1]
+    assert [len(row["inner"]) for row in ramp_down.history_] == counts[::-1]
+    assert ramp_down.config_.inner_steps_order == "ramp_down"
+
+
 def test_conditional_branch_is_cached_and_only_uncond_is_in_the_graph(tiny_pipe):
     calls = []
 

@@ -19,6 +19,7 @@ PROMPT = "a red circle"
         ({"guidance_scale": 0.5}, "s > 1"),
         ({"n_min": 10, "n_max": 5}, "swap them"),
         ({"n_min": -1}, "n_min=-1"),
+        ({"inner_steps_order": "down"}, "ramp_down"),
         ({"num_candidates": 0}, "num_candidates=0"),
         ({"num_candidates": -2}, "num_candidates"),
         ({"num_inference_steps": 0}, "num_inference_steps"),

@@ -72,14 +72,16 @@ def test_generate_on_the_embedded_model_reports_gold_for_both_images(tmp_path, c
     assert f"gold (shapes-gold): aligned {scores['aligned']['gold (shapes-gold)']:.4f}" in printed
 
 
-def test_generate_passes_the_kl_settings(tiny_model_dir, tmp_path):
+def test_generate_passes_the_kl_and_schedule_settings(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     args = ["generate", "a red circle", "--model", str(tiny_model_dir), "--reward", "brightness"]
     args += ["--steps", "2", "--n-min", "0", "--n-max", "1", "--no-plain", "--quiet"]
     args += ["--kl-weight", "0.05", "--kl-annealing", "off", "--out", str(out)]
+    args += ["--inner-steps-order", "ramp_down"]
     assert main(args) == 0
     config = json.loads(Image.open(out / "aligned.png").text["config"])
     assert (config["kl_weight"], config["anneal_kl"]) == (0.05, False)
+    assert config["inner_steps_order"] == "ramp_down"
 
 
 def test_generate_reports_bad_input_without_a_traceback(tiny_model_dir, tmp_path, capsys):

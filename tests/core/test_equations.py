@@ -152,6 +152,16 @@ def test_inner_steps_schedule_matches_release_totals():
     assert schedule == sorted(schedule)
 
 
+def test_ramp_down_is_the_release_ramp_reversed_with_the_same_total():
+    ramp_up = inner_steps_schedule(20, 5, 25, 0.0406)
+    ramp_down = inner_steps_schedule(20, 5, 25, 0.0406, order="ramp_down")
+    assert ramp_down == ramp_up[::-1] and sum(ramp_down) == sum(ramp_up)
+    assert ramp_down[0] == 25 and ramp_down[-1] == 5
+    assert ramp_down == sorted(ramp_down, reverse=True)
+    with pytest.raises(ValueError, match="ramp_up"):
+        inner_steps_schedule(20, 5, 25, 0.0406, order="down")
+
+
 def test_annealing_schedule_reaches_zero_at_87():
     tau = annealing_schedule(100, 0.008)
     assert tau[0] == 1.0
