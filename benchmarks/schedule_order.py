@@ -95,20 +95,102 @@ def markdown(differences: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def inner_gains(histories: list, steps: int) -> list[dict[str, float]]:
+    """Per sampling step: mean (and SE) over images of the target's rise within the step.
+
+    The rise is the reward of x0_hat at the step's last inner step minus at its
+    first (both measured before that inner step's update), so it is what the
+    inner loop bought at that noise level; steps with fewer than 2 inner steps
+    are left out.
+    """
+    out = []
+    for step in range(steps):
+        rises = [
+            h[step]["inner"][-1]["reward"] - h[step]["inner"][0]["reward"]
+            for h in histories
+            if len(h[step]["inner"]) >= 2
+        ]
+        if rises:
+            se = statistics.stdev(rises) / len(rises) ** 0.5 if len(rises) > 1 else 0.0
+            count = len(histories[0][step]["inner"])
+            out.append({"step": step, "inner_steps": count, "rise": statistics.fmean(rises),
+                        "se": se})  # fmt: skip
+    return out
+
+
+def measure_inner_gains(prompts: int, seeds: list[int]) -> dict[str, list[dict[str, float]]]:
+    """Fit the tuning pairs at the shipped defaults in both orders; the rise per step."""
+    import torch
+
+    from nulltta import NullTextAligner
+    from nulltta.bench.base import compressed_rate
+    from nulltta.bench.shapesbench import shapesbench_prompts
+    from nulltta.shapes.model import load_embedded_pipeline
+
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    pipe = load_embedded_pipeline()
+    pairs = [(p, s) for p in shapesbench_prompts(prompts) for s in seeds]
+    out = {}
+    for order in ("ramp_up", "ramp_down"):
+        aligner = NullTextAligner(
+            pipe, "shapes-preference", num_inference_steps=20, schedule_rate=compressed_rate(20),
+            inner_steps_order=order, batch_size=len(pairs), autocast_dtype=None,
+            vae_autocast_dtype=None,
+        ).fit([p for p, _ in pairs], seeds=[s for _, s in pairs])  # fmt: skip
+        out[order] = inner_gains(aligner.histories_, 20)
+    return out
+
+
+def gains_markdown(gains: dict[str, list[dict[str, float]]]) -> str:
+    """Both orders side by side, one row per sampling step."""
+    lines = [
+        "",
+        "## What the inner steps buy at each noise level (shipped defaults)",
+        "",
+        "Target of x0_hat at a step's last inner step minus at its first, mean ± SE over "
+        "images (`--inner-gains`).",
+        "",
+        "| step | ramp_up inner steps | ramp_up rise | ramp_down inner steps | ramp_down rise |",
+        "|---|---|---|---|---|",
+    ]
+    up = {g["step"]: g for g in gains["ramp_up"]}
+    down = {g["step"]: g for g in gains["ramp_down"]}
+    for step in sorted(set(up) | set(down)):
+        cells = []
+        for side in (up, down):
+            g = side.get(step)
+            cells += ["", ""] if g is None else [
+                str(g["inner_steps"]), f"{g['rise']:+.4f} ± {g['se']:.4f}"
+            ]  # fmt: skip
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write the paired report for a tune_defaults folder that ran both orders."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path, help="a tune_defaults --out folder")
+    parser.add_argument(
+        "--inner-gains", action="store_true",
+        help="also fit the tuning pairs in both orders and report the target's rise per step "
+        "(inner_gains.json; later runs reuse it)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     from nulltta.jsonl import read_rows
 
     differences = paired_differences(read_rows(args.folder / "rows.jsonl"))
     if not differences:
         parser.error(f"{args.folder}: no ramp_down setting with its ramp_up twin has run")
-    report = {"verdict": verdict(differences), "settings": differences}
+    gains_path = args.folder / "inner_gains.json"
+    if args.inner_gains and not gains_path.exists():
+        gains_path.write_text(json.dumps(measure_inner_gains(16, [100, 101]), indent=1))
+    gains = json.loads(gains_path.read_text()) if gains_path.exists() else None
+    report = {"verdict": verdict(differences), "settings": differences, "inner_gains": gains}
     (args.folder / "schedule_order.json").write_text(json.dumps(report, indent=1))
-    (args.folder / "schedule_order.md").write_text(markdown(differences))
+    text = markdown(differences) + ("" if gains is None else gains_markdown(gains))
+    (args.folder / "schedule_order.md").write_text(text)
     print((args.folder / "schedule_order.md").read_text())
     return 0
 

@@ -127,14 +127,15 @@ def summarise(rows: list[dict]) -> dict[str, dict]:
     return summary
 
 
-def markdown(summary: dict[str, dict], grid: dict[str, dict]) -> str:
-    """The table, with the rule and its choice."""
+def markdown(summary: dict[str, dict], grid: dict[str, dict], seeds: list[int]) -> str:
+    """The table, with the rule and its choice; ``seeds`` are the tuning seeds the rows hold."""
     plain = summary[PLAIN]["fidelity"]["mean"]
     chosen = [k for k, v in summary.items() if v["chosen"]]
     lines = [
         "# ShapesBench 2: choosing the embedded model's defaults",
         "",
-        f"{summary[PLAIN]['pairs']} tuning pairs (prompts x seeds 100, 101), 20 steps, CFG 5, "
+        f"{summary[PLAIN]['pairs']} tuning pairs (prompts x seeds {', '.join(map(str, seeds))}), "
+        "20 steps, CFG 5, "
         "K = 3. Rule: the best mean gold among the settings whose fidelity is within 2 points "
         f"of plain sampling's ({plain:.3f}). Chosen: **{chosen[0] if chosen else 'none'}**.",
         "Mean ± standard error over pairs.",
@@ -266,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     summary = summarise([r for r in rows if r["setting"] in settled])
     (args.out / "defaults.json").write_text(json.dumps(summary, indent=1))
-    (args.out / "defaults.md").write_text(markdown(summary, grid))
+    seeds = sorted({r["seed"] for r in rows})
+    (args.out / "defaults.md").write_text(markdown(summary, grid, seeds))
     plot(summary, args.out / "curves.png")
     print((args.out / "defaults.md").read_text())
     return 0

@@ -48,3 +48,22 @@ def test_paired_differences_and_the_stated_reading(load_benchmark, down, expecte
     assert differences[order.PRIMARY]["size_term"]["delta"] == 0
     assert order.verdict(differences).startswith(expected)
     assert order.verdict({}).startswith("not decided")
+
+
+def test_inner_gains_are_the_rise_from_first_to_last_inner_step(load_benchmark):
+    order = load_benchmark("schedule_order")
+
+    def step(*rewards):
+        return {"inner": [{"reward": r} for r in rewards]}
+
+    histories = [
+        [step(0.1, 0.2, 0.4), step(0.5), step()],
+        [step(0.2, 0.2, 0.3), step(0.6), step()],
+    ]
+    gains = order.inner_gains(histories, 3)
+    assert [g["step"] for g in gains] == [0]  # steps with under 2 inner steps are left out
+    assert gains[0]["inner_steps"] == 3
+    assert gains[0]["rise"] == pytest.approx(0.2)
+    assert gains[0]["se"] == pytest.approx(statistics.stdev([0.3, 0.1]) / 2**0.5)
+    table = order.gains_markdown({"ramp_up": gains, "ramp_down": []})
+    assert "| 0 | 3 | +0.2000 ± 0.1000 |  |  |" in table

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 import torch
@@ -116,3 +116,11 @@ class Method(ABC):
     def settings(self) -> dict[str, Any]:
         """The method's settings as a JSON-safe dict."""
         return asdict(self)  # type: ignore[call-overload]
+
+    def default_settings(self) -> dict[str, Any]:
+        """Each setting's default value (fields without one are left out)."""
+        return {
+            f.name: f.default
+            for f in fields(self)  # type: ignore[arg-type]
+            if f.default is not MISSING
+        }

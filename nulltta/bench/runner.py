@@ -48,15 +48,24 @@ def _label_dir(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", label)
 
 
-def _check_run_file(out_dir: Path, run: dict[str, Any]) -> None:
+def _check_run_file(
+    out_dir: Path, run: dict[str, Any], defaults: dict[str, dict[str, Any]] | None = None
+) -> None:
+    """Write ``run.json``, or merge into the one there if it ran the same settings.
+
+    ``defaults`` holds each label's setting defaults: a setting that a method
+    gained after the stored run counts as unchanged while it is at its default.
+    """
     path = out_dir / RUN_FILE
+    defaults = defaults or {}
     if path.exists():
         old = json.loads(path.read_text())
         changed = [k for k in run if k != "methods" and old.get(k) != run[k]]
         clash = [
             label
             for label, settings in run["methods"].items()
-            if label in old.get("methods", {}) and old["methods"][label] != settings
+            if label in old.get("methods", {})
+            and {**defaults.get(label, {}), **old["methods"][label]} != settings
         ]
         if changed or clash:
             raise ValueError(
@@ -141,7 +150,7 @@ def run_benchmark(
             for label, m in methods.items()
         },
     }
-    _check_run_file(out, run)
+    _check_run_file(out, run, {label: m.default_settings() for label, m in methods.items()})
     done = {(r["method"], r["prompt"], r["seed"]) for r in load_rows(out)}
     pairs = [(index, prompt, seed) for index, prompt in enumerate(prompts) for seed in seeds]
     jobs = [

@@ -49,3 +49,26 @@ def test_run_file_refuses_other_settings_and_names_them(tmp_path):
         _check_run_file(tmp_path, {**_run({}, model="tiny"), "prompts": ["q"]})
     unchanged = json.loads((tmp_path / RUN_FILE).read_text())
     assert unchanged["methods"] == {"plain": {"class": "Plain", "n": 1}}
+
+
+def test_a_setting_added_since_the_run_is_unchanged_only_at_its_default(tmp_path):
+    _check_run_file(tmp_path, _run({"nulltta": {"class": "NullTTA", "n_max": 5}}))
+    grown = {"class": "NullTTA", "n_max": 5, "inner_steps_order": "ramp_up"}
+    defaults = {"nulltta": {"n_max": 25, "inner_steps_order": "ramp_up"}}
+    _check_run_file(tmp_path, _run({"nulltta": grown}), defaults)  # resumes
+    stored = json.loads((tmp_path / RUN_FILE).read_text())["methods"]["nulltta"]
+    assert stored == grown
+    with pytest.raises(ValueError, match=r"\(nulltta differ\)"):
+        changed = {**grown, "inner_steps_order": "ramp_down"}
+        _check_run_file(tmp_path, _run({"nulltta": changed}), defaults)
+    with pytest.raises(ValueError, match=r"\(nulltta differ\)"):  # n_max stored: no default used
+        _check_run_file(tmp_path, _run({"nulltta": {**grown, "n_max": 25}}), defaults)
+
+
+def test_default_settings_are_the_dataclass_defaults():
+    from nulltta.bench.methods import make_method
+
+    method = make_method("nulltta:n_max=55")
+    assert method.default_settings()["n_max"] == 25
+    assert method.default_settings()["inner_steps_order"] == "ramp_up"
+    assert method.settings()["n_max"] == 55
