@@ -3,8 +3,9 @@
     python benchmarks/overoptimisation.py --out benchmarks/results/overoptimisation [--shard 0/2]
 
 Reward hacking shows here: the proxy (target) rises while the gold reward
-falls. Budgets: n_max for Null-TTA (its default settings, at lambda2 0.002,
-the release's, and phi' on the text manifold), iterations for DNO with and without its
+falls. Budgets: n_max for Null-TTA (the model's defaults and version 1's,
+lambda2 0.002 at lr 0.01, the release's settings, and phi' on the text
+manifold with both defaults), iterations for DNO with and without its
 regulariser, N for best-of-N and particles for DAS; each is also placed on a
 common axis, UNet passes per image (forward + backward, counted). The first 8
 ShapesBench prompts x seeds 0 and 1 by default, 20 steps, CFG 5, through the
@@ -20,11 +21,17 @@ import sys
 from pathlib import Path
 
 #: family -> (spec template, budgets, budget name)
+N_MAX = (5, 12, 25, 55)
+#: The defaults of version 1 of the defaults rule, and lambda2 0.002 in the release's order.
+V1 = ":kl_weight=0.02:learning_rate=0.01:inner_steps_order=ramp_up"
+LAMBDA2_0002 = ":kl_weight=0.002:learning_rate=0.01:inner_steps_order=ramp_up"
 FAMILIES = {
-    "Null-TTA (defaults)": ("nulltta:n_max={}", (5, 12, 25, 55), "n_max"),
-    "Null-TTA (lambda2 0.002)": ("nulltta:n_max={}:kl_weight=0.002", (5, 12, 25, 55), "n_max"),
-    "Null-TTA (release KL, lr)": ("nulltta-release:n_max={}", (5, 12, 25, 55), "n_max"),
-    "Null-TTA (text manifold)": ("nulltta-manifold:n_max={}", (5, 12, 25, 55), "n_max"),
+    "Null-TTA (defaults)": ("nulltta:n_max={}", N_MAX, "n_max"),
+    "Null-TTA (defaults v1: lambda2 0.02, lr 0.01)": ("nulltta:n_max={}" + V1, N_MAX, "n_max"),
+    "Null-TTA (lambda2 0.002, lr 0.01)": ("nulltta:n_max={}" + LAMBDA2_0002, N_MAX, "n_max"),
+    "Null-TTA (release KL, lr)": ("nulltta-release:n_max={}", N_MAX, "n_max"),
+    "Null-TTA (text manifold)": ("nulltta-manifold:n_max={}", N_MAX, "n_max"),
+    "Null-TTA (text manifold, defaults v1)": ("nulltta-manifold:n_max={}" + V1, N_MAX, "n_max"),
     "DNO": ("dno:iterations={}:learning_rate=0.05", (2, 5, 10, 20), "iterations"),
     "DNO without regulariser": (
         "dno-noreg:iterations={}:learning_rate=0.05", (2, 5, 10, 20), "iterations",

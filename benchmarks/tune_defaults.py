@@ -42,10 +42,12 @@ def settings_grid() -> dict[str, dict]:
         GREEDY: {"n_min": 0, "n_max": 0},
     }
     for lr in LEARNING_RATES:
-        grid[f"kl=0 lr={lr}"] = {"kl_weight": 0.0, "anneal_kl": False, "learning_rate": lr}
+        grid[f"kl=0 lr={lr}"] = {"kl_weight": 0.0, "anneal_kl": False, "learning_rate": lr,
+                                 "inner_steps_order": "ramp_up"}  # fmt: skip
     for kl, anneal, lr in itertools.product(KL_WEIGHTS, (True, False), LEARNING_RATES):
         label = f"kl={kl} {'annealed' if anneal else 'constant'} lr={lr}"
-        grid[label] = {"kl_weight": kl, "anneal_kl": anneal, "learning_rate": lr}
+        grid[label] = {"kl_weight": kl, "anneal_kl": anneal, "learning_rate": lr,
+                       "inner_steps_order": "ramp_up"}  # fmt: skip
     for kl, lr in itertools.product(RAMP_DOWN_KL_WEIGHTS, LEARNING_RATES):
         grid[f"kl={kl} constant lr={lr} ramp_down"] = {
             "kl_weight": kl, "anneal_kl": False, "learning_rate": lr,
@@ -54,7 +56,7 @@ def settings_grid() -> dict[str, dict]:
     for kl, lr in itertools.product(MANIFOLD_KL_WEIGHTS, LEARNING_RATES):
         grid[f"manifold kl={kl} constant lr={lr}"] = {
             "kl_weight": kl, "anneal_kl": False, "learning_rate": lr,
-            "null_parameterisation": "text_manifold",
+            "null_parameterisation": "text_manifold", "inner_steps_order": "ramp_up",
         }  # fmt: skip
     return grid
 

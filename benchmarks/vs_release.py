@@ -179,13 +179,29 @@ def _mean_se(values: list[float]) -> dict[str, float]:
     return {"mean": mean, "se": se}
 
 
-def markdown(summary: dict[str, Any], args) -> str:
-    """The results table."""
+def release_caveat(prediction_type: str) -> str | None:
+    """Why the reward columns do not compare the two on a non-epsilon model, or None.
+
+    The release's Tweedie estimate, ``tweedie_x0_from_eps``, reads the UNet's
+    output as epsilon whatever the scheduler says it predicts.
+    """
+    if prediction_type == "epsilon":
+        return None
+    return (
+        f"The UNet predicts {prediction_type!r}, and the release reads its output as epsilon "
+        "in its Tweedie estimate, so its reward gradients and greedy selection see a wrong "
+        "x0_hat: the reward columns do not compare the methods here; the times do."
+    )
+
+
+def markdown(summary: dict[str, Any], args, caveat: str | None = None) -> str:
+    """The results table, after the caveat when there is one."""
     metrics = [k for k, v in summary["release"].items() if isinstance(v, dict)]
     head = "| method | s / image | x release | peak MB | " + " | ".join(metrics) + " |"
     lines = [
         f"# nulltta against the release ({args.model}, {args.device}, {args.steps} steps)",
         "",
+        *([f"**{caveat}**", ""] if caveat else []),
         head,
         "|" + "---|" * (4 + len(metrics)),
     ]
@@ -238,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
 
     release = load_release(args.release, torch.device(args.device))
     pipe, target, scorers = build(args)
+    caveat = release_caveat(pipe.scheduler.config.prediction_type)
+    if caveat:
+        print(f"warning: {caveat}", file=sys.stderr)
     pairs = [(p, s) for p in shapesbench_prompts(args.prompts) for s in args.seeds]
     batched = f"nulltta (batch {args.batch_size})"
     methods = ["release", "nulltta (batch 1)", batched]
@@ -278,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                 )  # fmt: skip
         print(f"{len(rows) // 3}/{len(pairs)} pairs ({time.perf_counter() - started:.0f} s)")
     summary = summarise(rows, methods)
-    text = markdown(summary, args)
+    text = markdown(summary, args, caveat)
     print(text)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -61,7 +61,7 @@ class NullTextAligner(EstimatorSetup):
     scheduler : {"ddim", "ddpm", "pipeline"} or scheduler, default="ddim"
     eta : float, default=1.0
         DDIM eta; must be > 0 (the method needs a stochastic transition).
-    n_min, n_max, schedule_rate, inner_steps_order, reward_weight, kl_mode, sigma_phi_sq,
+    n_min, n_max, schedule_rate, reward_weight, kl_mode, sigma_phi_sq,
     num_candidates, select_initial_noise, null_parameterisation, gradient, zo_samples,
     zo_smoothing
         Method settings, see :class:`~nulltta.config.AlignmentConfig`.
@@ -74,6 +74,10 @@ class NullTextAligner(EstimatorSetup):
     anneal_kl : bool or None, default=None
         Anneal lambda2 with ``tau_i = max(2 - (1 + c)^i, 0)`` (to zero near 87%
         of the steps); None uses the model's setting (True as released).
+    inner_steps_order : {"ramp_up", "ramp_down"} or None, default=None
+        "ramp_up" (as released): the fewest inner steps at the noisiest steps;
+        "ramp_down": the same counts reversed. None uses the model's setting
+        ("ramp_up" unless the model's profile says otherwise).
     autocast_dtype, vae_autocast_dtype : {"auto", None, "bfloat16", "float16"}
         Precision of the denoiser and of the VAE decoder. "auto" (default): the
         family's reduced precision on CUDA, as the release runs it (fp16 UNet,
@@ -152,7 +156,7 @@ class NullTextAligner(EstimatorSetup):
         n_min: int = 5,
         n_max: int = 25,
         schedule_rate: float = 0.008,
-        inner_steps_order: str = "ramp_up",
+        inner_steps_order: str | None = None,
         learning_rate: float | None = None,
         reward_weight: float | None = None,
         kl_weight: float | None = None,

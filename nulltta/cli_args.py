@@ -32,8 +32,9 @@ def add_method_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-min", type=int, default=5)
     parser.add_argument("--n-max", type=int, default=25)
     parser.add_argument(
-        "--inner-steps-order", choices=("ramp_up", "ramp_down"), default="ramp_up",
-        help="ramp_up (as released): fewest inner steps at the noisiest steps; ramp_down: reversed",
+        "--inner-steps-order", choices=("ramp_up", "ramp_down"), default=None,
+        help="ramp_up (as released): fewest inner steps at the noisiest steps; ramp_down: "
+        "reversed (default: the model's)",
     )  # fmt: skip
     parser.add_argument("--candidates", type=int, default=3, help="greedy candidates K (3)")
     parser.add_argument("--guidance-scale", type=float, default=None)

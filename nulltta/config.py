@@ -18,7 +18,9 @@ __all__ = [
 ]
 
 #: Settings whose None means "the model's value" (:func:`config_from`).
-MODEL_DEPENDENT_SETTINGS = ("guidance_scale", "kl_weight", "anneal_kl", "learning_rate")
+MODEL_DEPENDENT_SETTINGS = (
+    "guidance_scale", "kl_weight", "anneal_kl", "learning_rate", "inner_steps_order",
+)  # fmt: skip
 
 KL_MODES = ("paper", "exact")
 GRADIENT_MODES = ("auto", "backprop", "zeroth_order")

@@ -81,3 +81,19 @@ def test_command_writes_one_row_per_layout_with_ratios_to_shipped(architecture, 
 
 def test_default_schedule_has_the_inner_steps_the_model_card_quotes(architecture):
     assert architecture.DEFAULT_SCHEDULE_INNER_STEPS == 1520
+
+
+def test_vs_release_flags_a_model_the_release_misreads(load_benchmark, base):
+    vs_release = load_benchmark("vs_release")
+    assert vs_release.release_caveat("epsilon") is None
+    caveat = vs_release.release_caveat(base.scheduler.config.prediction_type)
+    assert caveat is not None and "'v_prediction'" in caveat  # the shipped model, 2.1
+    entry = {"seconds_per_image": 1.0, "time_vs_release": 1.0, "peak_memory_mb": 1.0,
+             "target": {"mean": 0.5, "se": 0.1}}  # fmt: skip
+
+    class Args:
+        model, device, steps = "embedded", "cpu", 20
+
+    table = vs_release.markdown({"release": entry}, Args(), caveat)
+    assert table.splitlines()[2] == f"**{caveat}**"
+    assert vs_release.markdown({"release": entry}, Args()).splitlines()[2].startswith("| method")

@@ -17,8 +17,11 @@ __all__ = ["FAST_SETTINGS", "METHOD_PRESETS", "RELEASE_KL", "make_method", "pars
 #: steps) with twice the step size.
 FAST_SETTINGS: dict[str, Any] = {"optimize_every": 2, "learning_rate": 0.02}
 
-#: The release's KL settings and step size, whatever the model's defaults are.
-RELEASE_KL: dict[str, Any] = {"kl_weight": 0.002, "anneal_kl": True, "learning_rate": 0.01}
+#: The release's KL settings, step size and inner-step order, whatever the
+#: model's defaults are.
+RELEASE_KL: dict[str, Any] = {
+    "kl_weight": 0.002, "anneal_kl": True, "learning_rate": 0.01, "inner_steps_order": "ramp_up",
+}  # fmt: skip
 
 #: name -> (class, settings that differ from the class defaults)
 METHOD_PRESETS: dict[str, tuple[type[Method], dict[str, Any]]] = {

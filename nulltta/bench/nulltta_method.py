@@ -36,9 +36,9 @@ class NullTTA(Method):
     schedule_rate : float or None
         ``c`` of the ramp and of lambda2 annealing; None compresses the
         release's 100-step shape to the task's T (:func:`compressed_rate`).
-    inner_steps_order : {"ramp_up", "ramp_down"}
+    inner_steps_order : {"ramp_up", "ramp_down"} or None
         The release's ramp, or the same inner steps in reverse (most at the
-        noisiest steps).
+        noisiest steps); None is the model's default.
     num_candidates : int
         Greedy K (3).
     null_parameterisation : {"embedding", "text_manifold"}
@@ -65,7 +65,7 @@ class NullTTA(Method):
     n_min: int = 5
     n_max: int = 25
     schedule_rate: float | None = None
-    inner_steps_order: str = "ramp_up"
+    inner_steps_order: str | None = None
     num_candidates: int = 3
     null_parameterisation: str = "embedding"
     learning_rate: float | None = None
@@ -98,7 +98,10 @@ class NullTTA(Method):
             # What the model's defaults resolved to (the spec may leave them None).
             "resolved": {
                 key: getattr(config, key)
-                for key in ("kl_weight", "anneal_kl", "learning_rate", "guidance_scale")
+                for key in (
+                    "kl_weight", "anneal_kl", "learning_rate", "guidance_scale",
+                    "inner_steps_order",
+                )  # fmt: skip
             },
         }
         return MethodOutput(to_tensor(aligner.image_), info)

@@ -17,15 +17,17 @@ __all__ = ["ALIGNMENT_DEFAULTS", "embedded_profile"]
 
 #: What :class:`~nulltta.NullTextAligner` uses on this model where a setting is
 #: left None. CFG 5.0 is the scale the model was evaluated at. lambda2, its
-#: annealing and the learning rate are the setting the defaults rule chose for
-#: model version 2.1 on ShapesBench 2's tuning seeds: lambda2 0.02 held
-#: constant, lr 0.01 (best gold, 0.776 against 0.747 for plain sampling, at
-#: fidelity 0.97 against 0.94; ``benchmarks/results/defaults/defaults.md``).
+#: annealing, the learning rate and the inner-step order are the setting that
+#: version 2 of the defaults rule chose for model version 2.1 on ShapesBench
+#: 2's 64 tuning pairs: lambda2 0.002 held constant, lr 0.03, the inner steps
+#: in reverse order (best gold, 0.787 against 0.748 for plain sampling, at
+#: fidelity 0.95 against 0.94; ``benchmarks/results/defaults_v2/defaults.md``).
 ALIGNMENT_DEFAULTS = {
     "guidance_scale": 5.0,
-    "kl_weight": 0.02,
+    "kl_weight": 0.002,
     "anneal_kl": False,
-    "learning_rate": 0.01,
+    "learning_rate": 0.03,
+    "inner_steps_order": "ramp_down",
 }
 
 

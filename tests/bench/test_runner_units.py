@@ -70,5 +70,5 @@ def test_default_settings_are_the_dataclass_defaults():
 
     method = make_method("nulltta:n_max=55")
     assert method.default_settings()["n_max"] == 25
-    assert method.default_settings()["inner_steps_order"] == "ramp_up"
+    assert method.default_settings()["inner_steps_order"] is None  # the model's
     assert method.settings()["n_max"] == 55

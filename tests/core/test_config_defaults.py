@@ -31,3 +31,10 @@ def test_model_defaults_fill_only_the_settings_left_none():
 def test_resolved_settings_are_validated():
     with pytest.raises(ValueError, match="guidance_scale"):
         config_from(_settings(), {"guidance_scale": 1.0})
+
+
+def test_the_inner_step_order_is_the_models_unless_given():
+    assert config_from(_settings()).inner_steps_order == "ramp_up"  # the release's
+    model = {"inner_steps_order": "ramp_down"}
+    assert config_from(_settings(), model).inner_steps_order == "ramp_down"
+    assert config_from(_settings(inner_steps_order="ramp_up"), model).inner_steps_order == "ramp_up"
