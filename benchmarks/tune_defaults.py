@@ -33,6 +33,8 @@ LEARNING_RATES = (0.01, 0.03)
 MANIFOLD_KL_WEIGHTS = (0.02, 0.2)
 #: The inner-step order experiment (docs/concepts/shapesbench.md, "Follow-up").
 RAMP_DOWN_KL_WEIGHTS = (0.002, 0.02)
+#: Pinned, so that a label means the same settings whatever the model's default order.
+RELEASE_ORDER = {"inner_steps_order": "ramp_up"}
 
 
 def settings_grid() -> dict[str, dict]:
@@ -42,12 +44,14 @@ def settings_grid() -> dict[str, dict]:
         GREEDY: {"n_min": 0, "n_max": 0},
     }
     for lr in LEARNING_RATES:
-        grid[f"kl=0 lr={lr}"] = {"kl_weight": 0.0, "anneal_kl": False, "learning_rate": lr,
-                                 "inner_steps_order": "ramp_up"}  # fmt: skip
+        grid[f"kl=0 lr={lr}"] = {
+            "kl_weight": 0.0, "anneal_kl": False, "learning_rate": lr, **RELEASE_ORDER
+        }  # fmt: skip
     for kl, anneal, lr in itertools.product(KL_WEIGHTS, (True, False), LEARNING_RATES):
         label = f"kl={kl} {'annealed' if anneal else 'constant'} lr={lr}"
-        grid[label] = {"kl_weight": kl, "anneal_kl": anneal, "learning_rate": lr,
-                       "inner_steps_order": "ramp_up"}  # fmt: skip
+        grid[label] = {
+            "kl_weight": kl, "anneal_kl": anneal, "learning_rate": lr, **RELEASE_ORDER
+        }  # fmt: skip
     for kl, lr in itertools.product(RAMP_DOWN_KL_WEIGHTS, LEARNING_RATES):
         grid[f"kl={kl} constant lr={lr} ramp_down"] = {
             "kl_weight": kl, "anneal_kl": False, "learning_rate": lr,
@@ -56,7 +60,7 @@ def settings_grid() -> dict[str, dict]:
     for kl, lr in itertools.product(MANIFOLD_KL_WEIGHTS, LEARNING_RATES):
         grid[f"manifold kl={kl} constant lr={lr}"] = {
             "kl_weight": kl, "anneal_kl": False, "learning_rate": lr,
-            "null_parameterisation": "text_manifold", "inner_steps_order": "ramp_up",
+            "null_parameterisation": "text_manifold", **RELEASE_ORDER,
         }  # fmt: skip
     return grid
 

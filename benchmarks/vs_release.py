@@ -47,6 +47,7 @@ RELEASE_SETTINGS = {
     "anneal_kl": True,
     "sigma_phi_sq": 0.01,
     "kl_mode": "paper",
+    "inner_steps_order": "ramp_up",  # the release's ramp, whatever the model's default
 }
 
 

@@ -97,3 +97,11 @@ def test_vs_release_flags_a_model_the_release_misreads(load_benchmark, base):
     table = vs_release.markdown({"release": entry}, Args(), caveat)
     assert table.splitlines()[2] == f"**{caveat}**"
     assert vs_release.markdown({"release": entry}, Args()).splitlines()[2].startswith("| method")
+
+
+def test_vs_release_runs_nulltta_in_the_release_order_on_any_model(load_benchmark):
+    from nulltta.shapes.profile import ALIGNMENT_DEFAULTS
+
+    settings = load_benchmark("vs_release").RELEASE_SETTINGS
+    assert ALIGNMENT_DEFAULTS["inner_steps_order"] == "ramp_down"  # what it must override
+    assert settings["inner_steps_order"] == "ramp_up"
