@@ -33,6 +33,8 @@ LEARNING_RATES = (0.01, 0.03)
 MANIFOLD_KL_WEIGHTS = (0.02, 0.2)
 #: The inner-step order experiment (docs/concepts/shapesbench.md, "Follow-up").
 RAMP_DOWN_KL_WEIGHTS = (0.002, 0.02)
+#: Version 3 of the defaults rule: the text manifold at the free phi's best settings.
+MANIFOLD_RAMP_DOWN_KL_WEIGHTS = (0.002, 0.02)
 #: Pinned, so that a label means the same settings whatever the model's default order.
 RELEASE_ORDER = {"inner_steps_order": "ramp_up"}
 
@@ -61,6 +63,11 @@ def settings_grid() -> dict[str, dict]:
         grid[f"manifold kl={kl} constant lr={lr}"] = {
             "kl_weight": kl, "anneal_kl": False, "learning_rate": lr,
             "null_parameterisation": "text_manifold", **RELEASE_ORDER,
+        }  # fmt: skip
+    for kl, lr in itertools.product(MANIFOLD_RAMP_DOWN_KL_WEIGHTS, LEARNING_RATES):
+        grid[f"manifold kl={kl} constant lr={lr} ramp_down"] = {
+            "kl_weight": kl, "anneal_kl": False, "learning_rate": lr,
+            "null_parameterisation": "text_manifold", "inner_steps_order": "ramp_down",
         }  # fmt: skip
     return grid
 
