@@ -22,6 +22,8 @@ __all__ = ["ALIGNMENT_DEFAULTS", "embedded_profile"]
 #: 2's 64 tuning pairs: lambda2 0.002 held constant, lr 0.03, the inner steps
 #: in reverse order (best gold, 0.787 against 0.748 for plain sampling, at
 #: fidelity 0.95 against 0.94; ``benchmarks/results/defaults_v2/defaults.md``).
+#: Version 3 of the rule added phi' on the text manifold and kept this choice
+#: (``benchmarks/results/defaults_v3/defaults.md``).
 ALIGNMENT_DEFAULTS = {
     "guidance_scale": 5.0,
     "kl_weight": 0.002,
