@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
+import sys
 import threading
 from pathlib import Path
 
@@ -25,8 +26,14 @@ tqdm.set_lock(threading.RLock())
 
 @pytest.fixture(scope="session")
 def load_benchmark():
-    """``load_benchmark(name)`` imports ``benchmarks/<name>.py`` (the scripts are not a package)."""
+    """``load_benchmark(name)`` imports ``benchmarks/<name>.py`` (the scripts are not a package).
+
+    The folder goes on ``sys.path``, as it does for ``python benchmarks/<name>.py``,
+    so that a script's imports of its sibling modules resolve.
+    """
     folder = Path(__file__).resolve().parent.parent / "benchmarks"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
     def load(name: str):
         spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
