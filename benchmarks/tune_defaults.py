@@ -36,7 +36,15 @@ RAMP_DOWN_KL_WEIGHTS = (0.002, 0.02)
 #: Version 3 of the defaults rule: the text manifold at the free phi's best settings.
 MANIFOLD_RAMP_DOWN_KL_WEIGHTS = (0.002, 0.02)
 #: Pinned, so that a label means the same settings whatever the model's default order.
-RELEASE_ORDER = {"inner_steps_order": "ramp_up"}
+RELEASE_ORDER = "ramp_up"
+
+
+def constant(kl: float, lr: float, order: str, manifold: bool = False) -> dict:
+    """Settings with lambda2 held constant, in the given inner-step order."""
+    settings = {"kl_weight": kl, "anneal_kl": False, "learning_rate": lr}
+    if manifold:
+        settings["null_parameterisation"] = "text_manifold"
+    return {**settings, "inner_steps_order": order}
 
 
 def settings_grid() -> dict[str, dict]:
@@ -46,29 +54,18 @@ def settings_grid() -> dict[str, dict]:
         GREEDY: {"n_min": 0, "n_max": 0},
     }
     for lr in LEARNING_RATES:
-        grid[f"kl=0 lr={lr}"] = {
-            "kl_weight": 0.0, "anneal_kl": False, "learning_rate": lr, **RELEASE_ORDER
-        }  # fmt: skip
+        grid[f"kl=0 lr={lr}"] = constant(0.0, lr, RELEASE_ORDER)
     for kl, anneal, lr in itertools.product(KL_WEIGHTS, (True, False), LEARNING_RATES):
         label = f"kl={kl} {'annealed' if anneal else 'constant'} lr={lr}"
-        grid[label] = {
-            "kl_weight": kl, "anneal_kl": anneal, "learning_rate": lr, **RELEASE_ORDER
-        }  # fmt: skip
+        grid[label] = {**constant(kl, lr, RELEASE_ORDER), "anneal_kl": anneal}
     for kl, lr in itertools.product(RAMP_DOWN_KL_WEIGHTS, LEARNING_RATES):
-        grid[f"kl={kl} constant lr={lr} ramp_down"] = {
-            "kl_weight": kl, "anneal_kl": False, "learning_rate": lr,
-            "inner_steps_order": "ramp_down",
-        }  # fmt: skip
+        grid[f"kl={kl} constant lr={lr} ramp_down"] = constant(kl, lr, "ramp_down")
     for kl, lr in itertools.product(MANIFOLD_KL_WEIGHTS, LEARNING_RATES):
-        grid[f"manifold kl={kl} constant lr={lr}"] = {
-            "kl_weight": kl, "anneal_kl": False, "learning_rate": lr,
-            "null_parameterisation": "text_manifold", **RELEASE_ORDER,
-        }  # fmt: skip
+        grid[f"manifold kl={kl} constant lr={lr}"] = constant(kl, lr, RELEASE_ORDER, manifold=True)
     for kl, lr in itertools.product(MANIFOLD_RAMP_DOWN_KL_WEIGHTS, LEARNING_RATES):
-        grid[f"manifold kl={kl} constant lr={lr} ramp_down"] = {
-            "kl_weight": kl, "anneal_kl": False, "learning_rate": lr,
-            "null_parameterisation": "text_manifold", "inner_steps_order": "ramp_down",
-        }  # fmt: skip
+        grid[f"manifold kl={kl} constant lr={lr} ramp_down"] = constant(
+            kl, lr, "ramp_down", manifold=True
+        )
     return grid
 
 

@@ -35,19 +35,20 @@ from typing import Any
 
 import torch
 
+from nulltta.bench.methods import RELEASE_KL
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RELEASE = REPO.parent / "shared" / "anchors" / "null_tta_sd_release.py"
+#: The release's KL settings, step size and inner-step order (whatever the
+#: model's defaults are), with the rest of its method settings.
 RELEASE_SETTINGS = {
-    "learning_rate": 1e-2,
+    **RELEASE_KL,
     "n_min": 5,
     "n_max": 25,
     "num_candidates": 3,
     "reward_weight": 100.0,
-    "kl_weight": 0.002,
-    "anneal_kl": True,
     "sigma_phi_sq": 0.01,
     "kl_mode": "paper",
-    "inner_steps_order": "ramp_up",  # the release's ramp, whatever the model's default
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..aligner import NullTextAligner, to_tensor
+from ..config import MODEL_DEPENDENT_SETTINGS
 from .base import Method, MethodOutput, Task, compressed_rate
 
 __all__ = ["GreedySelection", "NullTTA"]
@@ -96,13 +97,7 @@ class NullTTA(Method):
             "final_phi_distance": history[-1]["phi_distance"],
             "schedule_rate": settings["schedule_rate"],
             # What the model's defaults resolved to (the spec may leave them None).
-            "resolved": {
-                key: getattr(config, key)
-                for key in (
-                    "kl_weight", "anneal_kl", "learning_rate", "guidance_scale",
-                    "inner_steps_order",
-                )  # fmt: skip
-            },
+            "resolved": {key: getattr(config, key) for key in MODEL_DEPENDENT_SETTINGS},
         }
         return MethodOutput(to_tensor(aligner.image_), info)
 
