@@ -46,3 +46,15 @@ def test_the_das_comparison_rebuilds_from_its_rows(load_benchmark, tmp_path, fol
     assert script.report_only(copy, list(script.ARMS) if arms is None else arms) == 0
     for name in ("results.md", "results.json"):
         assert (copy / name).read_text() == (RESULTS / folder / name).read_text(), name
+
+
+def test_the_null_levers_report_is_its_rows(load_benchmark):
+    from nulltta.jsonl import read_rows
+
+    script = load_benchmark("null_levers")
+    report = load_benchmark("null_levers_report")
+    folder = RESULTS / "null_levers"
+    rows = [r for part in script.PARTS for r in read_rows(folder / f"rows_{part}.jsonl")]
+    summary = report.summarise(rows, read_rows(script.TABLE))
+    assert report.markdown(summary) == (folder / "levers.md").read_text()
+    assert summary == json.loads((folder / "levers.json").read_text())
