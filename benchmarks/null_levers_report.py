@@ -176,6 +176,8 @@ def markdown(summary: dict) -> str:
             "",
             "## Part B: where the shipped defaults' phi' moves",
             "",
+            *_arm_table(summary, [PLAIN, NULLTTA]),
+            "",
             f"Displacement ||phi' - phi||: {_pm(part_b['displacement'])}. Fraction of its "
             f"squared norm in the span of the first {part_b['span_directions']} directions "
             f"below: {_pm(part_b['span_fraction'])} (as many directions at random: "
