@@ -1,6 +1,6 @@
 """The null branch's semantic levers: can a semantic phi' move what gold rewards?
 
-    python benchmarks/null_levers.py [--out benchmarks/results/null_levers] [--part a|b|c|norms]
+    python benchmarks/null_levers.py [--out benchmarks/results/null_levers] [--part a|b|c|d|norms]
 
 The diagnostic written down before it ran (``docs/concepts/shapesbench.md``,
 "Follow-up: the null branch's semantic levers"), on the main table's 48 pairs
@@ -14,6 +14,10 @@ and sampler:
   defaults; the displacement ``phi' - phi`` at the end of sampling against
   the lever directions ``text_encoder(N) - phi`` (cosines, and the fraction
   of its squared norm in their span).
+- **Part C** (version 2): phi' = phi - alpha d_L held at every step, d_L =
+  text_encoder(P_L) - text_encoder(P), P_L the prompt with a lever's words.
+- **Part D** (version 3): the same with the token-aligned size direction
+  d_ls = text_encoder(a large P) - text_encoder(a small P).
 
 Resumable (each finished arm is a block of rows in ``rows.jsonl``); the two
 parts can run as two processes; ``--report-only`` rewrites ``levers.md`` and
@@ -47,6 +51,8 @@ ARMS: dict[str, tuple[str | None, str | None, str, int]] = {
 BREAKING = ("next colour", "next shape")
 #: Part B: the direction Part C moves phi along, toward what gold rewards.
 TOWARD_GOLD = "toward gold (-d_both)"
+#: Part B (version 3): toward "large" along the token-aligned direction of Part D.
+TOWARD_LARGE = "toward large, token-aligned (-d_ls)"
 #: Part C (version 2): lever -> the words that make P_L from the prompt P, and the alphas.
 ATTRIBUTES: dict[str, tuple[str | None, str | None]] = {
     "size": ("large", None),
@@ -55,8 +61,11 @@ ATTRIBUTES: dict[str, tuple[str | None, str | None]] = {
 }
 ALPHAS = (0.5, 1.0, 2.0)
 PRIMARY = "both, alpha 1"
+#: Part D (version 3): d_ls = text_encoder(a large P) - text_encoder(a small P).
+ALIGNED = "aligned size"
+ALIGNED_ALPHAS = (0.25, 0.5, 1.0, 2.0)
 PART_C_PLAIN = "part C path, alpha 0"
-PARTS = ("a", "b", "c", "norms")
+PARTS = ("a", "b", "c", "norms", "d")
 NORMS = "direction norms"
 MEASURES = (
     "target",
@@ -167,11 +176,17 @@ def run_part_b(pipe, pairs, scorers, batch_size: int) -> list[dict]:
                 if name in ARMS or name in BREAKING:
                     encoded = adapter.pack_null(adapter.encode_prompt(caption)[0])[0].cpu()
                     directions[name] = encoded - phi
-            directions[TOWARD_GOLD] = -attribute_directions(adapter, row["prompt"])["both"][0].cpu()
+            levers = attribute_directions(adapter, row["prompt"])
+            directions[TOWARD_GOLD] = -levers["both"][0].cpu()
+            directions[TOWARD_LARGE] = -levers[ALIGNED][0].cpu()
             delta = phis[-1][0].cpu() - phi
             row["cosine"] = {name: cosine(delta, d) for name, d in directions.items()}
-            # The span of the eight directions of version 1's design (not TOWARD_GOLD).
-            spanning = [d.flatten() for name, d in directions.items() if name != TOWARD_GOLD]
+            # The span of the eight directions of version 1's design (not the later two).
+            spanning = [
+                d.flatten()
+                for name, d in directions.items()
+                if name not in (TOWARD_GOLD, TOWARD_LARGE)
+            ]
             row["span_fraction"] = span_fraction(delta.flatten(), torch.stack(spanning))
             row["displacement"] = float(delta.norm())
             row["numbers"] = delta.numel()
@@ -180,7 +195,11 @@ def run_part_b(pipe, pairs, scorers, batch_size: int) -> list[dict]:
 
 
 def attribute_directions(adapter, prompt: str) -> dict[str, Tensor]:
-    """``d_L = text_encoder(P_L) - text_encoder(P)`` for every lever L, packed ``(1, ...)``."""
+    """``d_L = text_encoder(P_L) - text_encoder(P)`` for every lever L, packed ``(1, ...)``.
+
+    And :data:`ALIGNED`, ``d_ls = text_encoder(a large P) - text_encoder(a small P)``:
+    one word changed at one position, every other token where it was.
+    """
     from nulltta.shapes.world import make_caption, parse_prompt
 
     shape, color, background = parse_prompt(prompt)
@@ -190,10 +209,14 @@ def attribute_directions(adapter, prompt: str) -> dict[str, Tensor]:
 
     with torch.no_grad():
         base = encoded(prompt)
-        return {
+        directions = {
             lever: encoded(make_caption(shape, color, background, size, position)) - base
             for lever, (size, position) in ATTRIBUTES.items()
         }
+        directions[ALIGNED] = encoded(make_caption(shape, color, background, "large")) - encoded(
+            make_caption(shape, color, background, "small")
+        )
+        return directions
 
 
 def part_c_arms() -> dict[str, tuple[str, float]]:
@@ -205,8 +228,13 @@ def part_c_arms() -> dict[str, tuple[str, float]]:
     return arms
 
 
-def run_part_c(pipe, pairs, scorers) -> list[dict]:
-    """Plain sampling with phi' = phi - alpha d_L held at every step, for every arm of Part C."""
+def part_d_arms() -> dict[str, tuple[str, float]]:
+    """Arm label -> (lever, alpha) of Part D: the token-aligned size direction."""
+    return {f"{ALIGNED}, alpha {alpha:g}": (ALIGNED, alpha) for alpha in ALIGNED_ALPHAS}
+
+
+def run_held_directions(pipe, pairs, scorers, arms: dict[str, tuple[str, float]]) -> list[dict]:
+    """Plain sampling with phi' = phi - alpha d_L held at every step (Parts C and D)."""
     from nulltta import NullTextAligner
     from nulltta.adapters import make_adapter
     from nulltta.callbacks import FixedNullTrajectory
@@ -214,7 +242,7 @@ def run_part_c(pipe, pairs, scorers) -> list[dict]:
     adapter = make_adapter(pipe)
     phi = adapter.pack_null(adapter.encode_prompt("")[1])
     rows = []
-    for arm, (lever, alpha) in part_c_arms().items():
+    for arm, (lever, alpha) in arms.items():
         for prompt in dict.fromkeys(p for p, _ in pairs):
             seeds = [s for p, s in pairs if p == prompt]
             moved = phi - alpha * attribute_directions(adapter, prompt)[lever]
@@ -235,7 +263,7 @@ def run_part_c(pipe, pairs, scorers) -> list[dict]:
 
 
 def direction_norms(pipe, prompts: list[str]) -> list[dict]:
-    """Per prompt: the norms of Part C's d_L beside the prompt's and a colour change's.
+    """Per prompt: the norms of Parts C and D's d_L beside the prompt's and a colour change's.
 
     Also each direction's norm per token position: inserting a word moves every later
     token, so d_L holds the prompt's own words at shifted positions.
@@ -318,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = {
             "a": lambda: run_part_a(pipe, pairs, scorers),
             "b": lambda: run_part_b(pipe, pairs, scorers, args.batch_size),
-            "c": lambda: run_part_c(pipe, pairs, scorers),
+            "c": lambda: run_held_directions(pipe, pairs, scorers, part_c_arms()),
+            "d": lambda: run_held_directions(pipe, pairs, scorers, part_d_arms()),
             "norms": lambda: direction_norms(pipe, [p for p, _ in pairs]),
         }
         for part in PARTS if args.part == "all" else (args.part,):

@@ -20,6 +20,7 @@ from null_levers import (
     PLAIN,
     PRIMARY,
     part_c_arms,
+    part_d_arms,
 )
 
 #: How far below plain sampling's fidelity an arm may be and still keep the prompt.
@@ -97,6 +98,8 @@ def summarise(rows: list[dict], table_rows: list[dict]) -> dict:
         }
     if PRIMARY in summary["arms"] and PLAIN in summary["arms"]:
         summary["part_c"] = part_c_reading(summary["arms"][PRIMARY], summary["arms"][PLAIN])
+    if any(arm in summary["arms"] for arm in part_d_arms()) and PLAIN in summary["arms"]:
+        summary["part_d"] = part_d_reading(summary["arms"])
     return summary
 
 
@@ -122,6 +125,26 @@ def part_c_reading(primary: dict, plain: dict) -> dict:
         verdict = "no semantic phi' of this form raises gold with the prompt kept"
     return {"arm": PRIMARY, "gold_raised": raised, "fidelity_kept": fidelity_kept,
             "verdict": verdict}  # fmt: skip
+
+
+def part_d_reading(arms: dict) -> dict:
+    """Version 3's reading: the best gold within 2 points of plain's fidelity, > 2 SE up?"""
+    floor = arms[PLAIN]["fidelity"]["mean"] - FIDELITY_MARGIN
+    kept = [arm for arm in part_d_arms() if arm in arms and arms[arm]["fidelity"]["mean"] >= floor]
+    if not kept:
+        verdict = "every arm breaks the prompt: no semantic phi' of this form keeps it"
+        return {"arm": None, "gold_raised": False, "verdict": verdict}
+    best = max(kept, key=lambda arm: arms[arm]["shapes-gold"]["mean"])
+    gold = arms[best]["shapes-gold"]["minus_plain"]
+    raised = gold["mean"] > 2 * gold["se"]
+    if raised:
+        verdict = (
+            "a semantic phi' raises gold without breaking the prompt: Null-TTA's shortfall in "
+            "size is a limit of the optimisation against the proxy"
+        )
+    else:
+        verdict = "no arm that keeps the prompt raises gold by more than 2 SE"
+    return {"arm": best, "gold_raised": raised, "verdict": verdict}
 
 
 def _pm(entry: dict, digits: int = 3, signed: bool = False) -> str:
@@ -199,6 +222,25 @@ def markdown(summary: dict) -> str:
         if "part_c" in summary:
             reading = summary["part_c"]
             lines += ["", f"Primary reading ({reading['arm']}): {reading['verdict']}."]
+    if any(arm in summary["arms"] for arm in part_d_arms()):
+        lines += [
+            "",
+            "## Part D (version 3): phi' = phi - alpha d_ls, d_ls = text_encoder(a large P) - "
+            "text_encoder(a small P)",
+            "",
+            *_arm_table(summary, list(part_d_arms())),
+        ]
+        if "part_d" in summary:
+            reading = summary["part_d"]
+            chosen = reading["arm"] or "no arm keeps it"
+            caveat = (
+                " The best of four arms on the same pairs favours a yes." if reading["arm"] else ""
+            )
+            lines += [
+                "",
+                f"Reading (the best gold within 2 points of plain's fidelity: {chosen}): "
+                f"{reading['verdict']}.{caveat}",
+            ]
     if "norms" in summary:
         norms = summary["norms"]
         example = norms["example"]
@@ -240,9 +282,10 @@ def plot(summary: dict, path) -> None:
     groups = {
         "Part A: negative caption": [*ARMS, CEILING],
         "Part C: phi - alpha d_L": [arm for arm in part_c_arms() if arm != PART_C_PLAIN],
+        "Part D: phi - alpha d_ls (token-aligned)": list(part_d_arms()),
         "reference": [PLAIN, NULLTTA],
     }
-    for (group, arms), marker in zip(groups.items(), ("o", "s", "*"), strict=True):
+    for (group, arms), marker in zip(groups.items(), ("o", "s", "^", "*"), strict=True):
         for arm in arms:
             entry = summary["arms"].get(arm)
             if entry is None:

@@ -139,4 +139,27 @@ def test_attribute_directions_leave_the_tokens_before_the_inserted_word(load_ben
     size = row["per_token"]["d_size"]
     assert size[:2] == pytest.approx([0.0, 0.0], abs=1e-5)
     assert min(size[2:8]) > 1.0
+    aligned = row["per_token"]["d_aligned size"]  # "large" against "small" at position 2
+    assert aligned[:2] == pytest.approx([0.0, 0.0], abs=1e-5) and aligned[2] > 1.0
     assert row["norm"]["d_both"] > 0 and row["norm"]["prompt minus phi"] > 0
+
+
+def test_part_d_reads_the_best_gold_among_the_arms_that_keep_the_prompt(load_benchmark):
+    levers = load_benchmark("null_levers")
+    report = load_benchmark("null_levers_report")
+    low, high, broken, best = list(levers.part_d_arms())
+    rows = [_row(levers.PLAIN, s, 0.5, gold=0.5) for s in range(3)]
+    arms = {
+        low: ([0.52, 0.50, 0.51], 1.0),  # keeps the prompt, within noise
+        high: ([0.60, 0.62, 0.61], 1.0),  # keeps it, gold up by far more than 2 SE
+        broken: ([0.90, 0.95, 0.92], 0.0),  # the best gold, but every prompt broken
+    }
+    for arm, (golds, fidelity) in arms.items():
+        rows += [{**_row(arm, s, 0.5, gold=g), "fidelity": fidelity} for s, g in enumerate(golds)]
+    summary = report.summarise(rows, [])
+    assert summary["part_d"]["arm"] == high and summary["part_d"]["gold_raised"] is True
+    assert best not in summary["arms"]  # not run
+    rows = [r for r in rows if r["arm"] != high]
+    assert report.summarise(rows, [])["part_d"]["gold_raised"] is False
+    rows = [r for r in rows if r["arm"] != low]
+    assert report.summarise(rows, [])["part_d"]["arm"] is None
