@@ -133,7 +133,6 @@ def geometry_rows(images: Tensor, prompts: list[str]) -> list[dict[str, float]]:
 
 def run_part_a(pipe, pairs, scorers) -> list[dict]:
     """Plain sampling for every arm of Part A, one fit of every seed per prompt."""
-    from nulltta import NullTextAligner
 
     rows = []
     for arm in (PLAIN, *ARMS, CEILING):
@@ -142,17 +141,7 @@ def run_part_a(pipe, pairs, scorers) -> list[dict]:
             text = captions(prompt)
             sampled = text[CEILING] if arm == CEILING else prompt
             negative = text[arm] if arm in ARMS else None
-            aligner = NullTextAligner(
-                pipe,
-                "shapes-preference",
-                n_min=0,
-                n_max=0,
-                num_candidates=1,
-                select_initial_noise=False,
-                negative_prompt=negative,
-                **_sampler(len(seeds)),
-            )
-            aligner.fit([sampled] * len(seeds), seeds=seeds)
+            aligner = plain_fit(pipe, [sampled] * len(seeds), seeds, negative_prompt=negative)
             rows += _score_rows(arm, aligner, [prompt] * len(seeds), seeds, scorers)
     return rows
 
@@ -235,7 +224,6 @@ def part_d_arms() -> dict[str, tuple[str, float]]:
 
 def run_held_directions(pipe, pairs, scorers, arms: dict[str, tuple[str, float]]) -> list[dict]:
     """Plain sampling with phi' = phi - alpha d_L held at every step (Parts C and D)."""
-    from nulltta import NullTextAligner
     from nulltta.adapters import make_adapter
     from nulltta.callbacks import FixedNullTrajectory
 
@@ -247,17 +235,7 @@ def run_held_directions(pipe, pairs, scorers, arms: dict[str, tuple[str, float]]
             seeds = [s for p, s in pairs if p == prompt]
             moved = phi - alpha * attribute_directions(adapter, prompt)[lever]
             held = FixedNullTrajectory(moved.expand(20, *moved.shape).clone())
-            aligner = NullTextAligner(
-                pipe,
-                "shapes-preference",
-                n_min=0,
-                n_max=0,
-                num_candidates=1,
-                select_initial_noise=False,
-                callbacks=[held],
-                **_sampler(len(seeds)),
-            )
-            aligner.fit([prompt] * len(seeds), seeds=seeds)
+            aligner = plain_fit(pipe, [prompt] * len(seeds), seeds, callbacks=[held])
             rows += _score_rows(arm, aligner, [prompt] * len(seeds), seeds, scorers)
     return rows
 
@@ -290,6 +268,23 @@ def direction_norms(pipe, prompts: list[str]) -> list[dict]:
                 "per_token": {name: d.norm(dim=-1).tolist() for name, d in directions.items()},
             })  # fmt: skip
     return rows
+
+
+def plain_fit(pipe, prompts: list[str], seeds: list[int], **options: object):
+    """Plain sampling (no inner steps, no selection) at the table's sampler, fitted."""
+    from nulltta import NullTextAligner
+
+    aligner = NullTextAligner(
+        pipe,
+        "shapes-preference",
+        n_min=0,
+        n_max=0,
+        num_candidates=1,
+        select_initial_noise=False,
+        **options,
+        **_sampler(len(prompts)),
+    )
+    return aligner.fit(prompts, seeds=seeds)
 
 
 def _sampler(batch_size: int) -> dict:
