@@ -19,9 +19,10 @@ and sampler:
 - **Part D** (version 3): the same with the token-aligned size direction
   d_ls = text_encoder(a large P) - text_encoder(a small P).
 
-Resumable (each finished arm is a block of rows in ``rows.jsonl``); the two
-parts can run as two processes; ``--report-only`` rewrites ``levers.md`` and
-``levers.json`` and ``levers.png`` from the rows.
+Resumable by part: a finished part is its own ``rows_<part>.jsonl``, and a
+part that has rows is not run again, so parts can run as separate processes;
+``--report-only`` rewrites ``levers.md``, ``levers.json`` and ``levers.png``
+from the rows.
 """
 
 from __future__ import annotations
