@@ -1,6 +1,6 @@
 """The null branch's semantic levers: can a semantic phi' move what gold rewards?
 
-    python benchmarks/null_levers.py [--out benchmarks/results/null_levers] [--part a|b|c|d|norms]
+    python benchmarks/null_levers.py [--out benchmarks/results/null_levers] [--part a|b|c|d|e|norms]
 
 The diagnostic written down before it ran (``docs/concepts/shapesbench.md``,
 "Follow-up: the null branch's semantic levers"), on the main table's 48 pairs
@@ -18,6 +18,7 @@ and sampler:
   text_encoder(P_L) - text_encoder(P), P_L the prompt with a lever's words.
 - **Part D** (version 3): the same with the token-aligned size direction
   d_ls = text_encoder(a large P) - text_encoder(a small P).
+- **Part E**: Part B's measurements for phi' on the text manifold.
 
 Resumable by part: a finished part is its own ``rows_<part>.jsonl``, and a
 part that has rows is not run again, so parts can run as separate processes;
@@ -39,6 +40,8 @@ from torch import Tensor
 PLAIN = "plain"
 CEILING = "ceiling: prompt names a large centred shape"
 NULLTTA = "nulltta"
+#: Part E: Null-TTA with the shipped defaults, phi' on the text manifold.
+MANIFOLD = "nulltta on the text manifold"
 #: Part A: arm -> (size word, position phrase) of the negative caption, the
 #: measurement the lever should move, and the sign it predicts.
 ARMS: dict[str, tuple[str | None, str | None, str, int]] = {
@@ -66,7 +69,7 @@ PRIMARY = "both, alpha 1"
 ALIGNED = "aligned size"
 ALIGNED_ALPHAS = (0.25, 0.5, 1.0, 2.0)
 PART_C_PLAIN = "part C path, alpha 0"
-PARTS = ("a", "b", "c", "norms", "d")
+PARTS = ("a", "b", "c", "norms", "d", "e")
 NORMS = "direction norms"
 MEASURES = (
     "target",
@@ -147,15 +150,20 @@ def run_part_a(pipe, pairs, scorers) -> list[dict]:
     return rows
 
 
-def run_part_b(pipe, pairs, scorers, batch_size: int) -> list[dict]:
-    """Null-TTA with the shipped defaults; its displacement against the lever directions."""
+def run_part_b(
+    pipe, pairs, scorers, batch_size: int, arm: str = NULLTTA, **settings: object
+) -> list[dict]:
+    """Null-TTA with the shipped defaults; its displacement against the lever directions.
+
+    ``settings`` go to the aligner: Part E runs phi' on the text manifold.
+    """
     from nulltta import NullTextAligner
     from nulltta.adapters import make_adapter
 
     prompts, seeds = [p for p, _ in pairs], [s for _, s in pairs]
-    aligner = NullTextAligner(pipe, "shapes-preference", **_sampler(batch_size))
+    aligner = NullTextAligner(pipe, "shapes-preference", **settings, **_sampler(batch_size))
     aligner.fit(prompts, seeds=seeds)
-    rows = _score_rows(NULLTTA, aligner, prompts, seeds, scorers)
+    rows = _score_rows(arm, aligner, prompts, seeds, scorers)
     adapter = make_adapter(pipe)
     with torch.no_grad():
         for row, phis in zip(rows, aligner.phis_, strict=True):
@@ -344,6 +352,14 @@ def main(argv: list[str] | None = None) -> int:
             "b": lambda: run_part_b(pipe, pairs, scorers, args.batch_size),
             "c": lambda: run_held_directions(pipe, pairs, scorers, part_c_arms()),
             "d": lambda: run_held_directions(pipe, pairs, scorers, part_d_arms()),
+            "e": lambda: run_part_b(
+                pipe,
+                pairs,
+                scorers,
+                args.batch_size,
+                MANIFOLD,
+                null_parameterisation="text_manifold",
+            ),  # fmt: skip
             "norms": lambda: direction_norms(pipe, [p for p, _ in pairs]),
         }
         for part in PARTS if args.part == "all" else (args.part,):

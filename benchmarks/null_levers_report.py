@@ -13,12 +13,14 @@ import statistics
 from null_levers import (
     ARMS,
     CEILING,
+    MANIFOLD,
     MEASURES,
     NORMS,
     NULLTTA,
     PART_C_PLAIN,
     PLAIN,
     PRIMARY,
+    TOWARD_GOLD,
     part_c_arms,
     part_d_arms,
 )
@@ -65,6 +67,10 @@ def summarise(rows: list[dict], table_rows: list[dict]) -> dict:
     references = {
         PLAIN: ("the main table's plain rows", _table_gold(table_rows, "plain")),
         NULLTTA: ("the main table's Null-TTA rows", _table_gold(table_rows, "nulltta")),
+        MANIFOLD: (
+            "the main table's text-manifold rows",
+            _table_gold(table_rows, "nulltta-manifold"),
+        ),
         PART_C_PLAIN: ("Part A's plain arm", {p: r["shapes-gold"] for p, r in plain.items()}),
     }
     for arm, (against, reference) in references.items():
@@ -80,16 +86,11 @@ def summarise(rows: list[dict], table_rows: list[dict]) -> dict:
             }
     directed = [r for r in rows if r["arm"] == NULLTTA]
     if directed:
-        summary["part_b"] = {
-            "cosine": {
-                name: mean_se([r["cosine"][name] for r in directed])
-                for name in directed[0]["cosine"]
-            },
-            "span_fraction": mean_se([r["span_fraction"] for r in directed]),
-            "span_directions": directed[0]["span_directions"],
-            "displacement": mean_se([r["displacement"] for r in directed]),
-            "chance_span_fraction": directed[0]["span_directions"] / directed[0]["numbers"],
-        }
+        summary["part_b"] = displacement_stats(directed)
+    on_manifold = [r for r in rows if r["arm"] == MANIFOLD]
+    if on_manifold and directed:
+        summary["part_e"] = {**displacement_stats(on_manifold),
+                             **part_e_reading(by_arm[MANIFOLD], by_arm[NULLTTA])}  # fmt: skip
     if norms:
         summary["norms"] = {
             "prompts": len(norms),
@@ -101,6 +102,33 @@ def summarise(rows: list[dict], table_rows: list[dict]) -> dict:
     if any(arm in summary["arms"] for arm in part_d_arms()) and PLAIN in summary["arms"]:
         summary["part_d"] = part_d_reading(summary["arms"])
     return summary
+
+
+def displacement_stats(directed: list[dict]) -> dict:
+    """Mean ± SE of each cosine, the span fraction and the displacement; chance's fraction."""
+    return {
+        "cosine": {
+            name: mean_se([r["cosine"][name] for r in directed]) for name in directed[0]["cosine"]
+        },
+        "span_fraction": mean_se([r["span_fraction"] for r in directed]),
+        "span_directions": directed[0]["span_directions"],
+        "displacement": mean_se([r["displacement"] for r in directed]),
+        "chance_span_fraction": directed[0]["span_directions"] / directed[0]["numbers"],
+    }
+
+
+def part_e_reading(manifold: dict, free: dict) -> dict:
+    """Part E's reading: manifold minus free phi', paired, each > 2 SE up or not."""
+    pairs = sorted(set(manifold) & set(free))
+    span = mean_se([manifold[p]["span_fraction"] - free[p]["span_fraction"] for p in pairs])
+    toward = mean_se(
+        [manifold[p]["cosine"][TOWARD_GOLD] - free[p]["cosine"][TOWARD_GOLD] for p in pairs]
+    )
+    return {
+        "minus_free": {"span_fraction": span, "cosine toward gold": toward},
+        "more_semantic": bool(span["mean"] > 2 * span["se"]),
+        "more_toward_gold": bool(toward["mean"] > 2 * toward["se"]),
+    }
 
 
 def _table_gold(table_rows: list[dict], method: str) -> dict[tuple[str, int], float]:
@@ -241,6 +269,32 @@ def markdown(summary: dict) -> str:
                 f"Reading (the best gold within 2 points of plain's fidelity: {chosen}): "
                 f"{reading['verdict']}.{caveat}",
             ]
+    if "part_e" in summary:
+        free, manifold = summary["part_b"], summary["part_e"]
+        differences = manifold["minus_free"]
+        lines += [
+            "",
+            "## Part E: where phi' on the text manifold moves",
+            "",
+            *_arm_table(summary, [PLAIN, NULLTTA, MANIFOLD]),
+            "",
+            f"Displacement ||phi' - phi||: {_pm(manifold['displacement'])} (free phi': "
+            f"{_pm(free['displacement'])}). Span fraction: {_pm(manifold['span_fraction'])} "
+            f"(free: {_pm(free['span_fraction'])}; manifold minus free, paired: "
+            f"{_pm(differences['span_fraction'], signed=True)}).",
+            "",
+            "| direction | cosine, free phi' | cosine, text manifold |",
+            "|---|---|---|",
+            *(
+                f"| {name} | {_pm(free['cosine'][name], signed=True)} | {_pm(entry, signed=True)} |"
+                for name, entry in manifold["cosine"].items()
+            ),
+            "",
+            "Reading (manifold minus free phi', paired, > 2 SE): more along these semantic "
+            f"directions: {'yes' if manifold['more_semantic'] else 'no'}; more toward gold "
+            f"({_pm(differences['cosine toward gold'], signed=True)}): "
+            f"{'yes' if manifold['more_toward_gold'] else 'no'}.",
+        ]
     if "norms" in summary:
         norms = summary["norms"]
         example = norms["example"]
@@ -283,7 +337,7 @@ def plot(summary: dict, path) -> None:
         "Part A: negative caption": [*ARMS, CEILING],
         "Part C: phi - alpha d_L": [arm for arm in part_c_arms() if arm != PART_C_PLAIN],
         "Part D: phi - alpha d_ls (token-aligned)": list(part_d_arms()),
-        "reference": [PLAIN, NULLTTA],
+        "reference": [PLAIN, NULLTTA, MANIFOLD],
     }
     for (group, arms), marker in zip(groups.items(), ("o", "s", "^", "*"), strict=True):
         for arm in arms:

@@ -163,3 +163,25 @@ def test_part_d_reads_the_best_gold_among_the_arms_that_keep_the_prompt(load_ben
     assert report.summarise(rows, [])["part_d"]["gold_raised"] is False
     rows = [r for r in rows if r["arm"] != low]
     assert report.summarise(rows, [])["part_d"]["arm"] is None
+
+
+def _directed(arm: str, seed: int, span: float, toward: float) -> dict:
+    cosines = {"own prompt": 0.0, "toward gold (-d_both)": toward}
+    directed = {"span_fraction": span, "displacement": 1.0, "numbers": 2048, "span_directions": 8}
+    return {**_row(arm, seed, 0.5), **directed, "cosine": cosines}
+
+
+def test_part_e_pairs_the_manifold_against_the_free_phi(load_benchmark):
+    levers = load_benchmark("null_levers")
+    report = load_benchmark("null_levers_report")
+    rows = [_row(levers.PLAIN, s, 0.5) for s in range(3)]
+    rows += [_directed(levers.NULLTTA, s, 0.02, 0.0) for s in range(3)]
+    spans, towards = [0.10, 0.12, 0.11], [0.01, -0.02, 0.02]  # span up by far, toward within noise
+    rows += [_directed(levers.MANIFOLD, s, spans[s], towards[s]) for s in range(3)]
+    summary = report.summarise(rows, [])
+    part_e = summary["part_e"]
+    assert part_e["minus_free"]["span_fraction"]["mean"] == pytest.approx(0.09)
+    assert (part_e["more_semantic"], part_e["more_toward_gold"]) == (True, False)
+    assert part_e["chance_span_fraction"] == pytest.approx(8 / 2048)
+    assert summary["part_b"]["span_fraction"]["mean"] == pytest.approx(0.02)
+    assert "## Part E" in report.markdown(summary)
