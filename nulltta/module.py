@@ -15,8 +15,10 @@ prediction, records) lives in :attr:`NullTextModule.trajectory`, so the
 module can be driven by our own loop (``nulltta.loop``) or by a Lightning
 ``Trainer`` fed the step indices ``0 .. T-1``.
 
-Nothing in a denoising step waits for the device: finiteness checks and
-skips are masks, and what a step records stays on the device until
+Step 3, the inner ascent on phi', is
+:class:`~nulltta.inner_optimisation.InnerOptimisation`, a mixin of the
+module. Nothing in a denoising step waits for the device: finiteness
+checks and skips are masks, and what a step records stays on the device until
 :meth:`~nulltta.trajectory.Trajectory.histories` reads it at the end.
 """
 
@@ -40,13 +42,13 @@ from .equations import (
     paper_local_kl,
     transition_mean,
     tweedie_x0,
-    zeroth_order_gradient,
 )
+from .inner_optimisation import InnerOptimisation
 from .optim import TrajectoryAdam
 from .parameterisation import FreeNull, make_parameterisation
 from .rewards import Reward
-from .speedups import Plateau, downscale_latents, gradient_checkpointing, strided_schedule
-from .trajectory import INNER_FIELDS, StepRecord, Trajectory, reset_optimizer_state
+from .speedups import downscale_latents, strided_schedule
+from .trajectory import StepRecord, Trajectory
 
 __all__ = ["NullTextModule"]
 
@@ -64,7 +66,7 @@ class _Frozen:
         self.reward = reward
 
 
-class NullTextModule(LightningModule):
+class NullTextModule(InnerOptimisation, LightningModule):
     """phi' and one denoising step with its inner optimisation, for B trajectories.
 
     Parameters
@@ -177,7 +179,10 @@ class NullTextModule(LightningModule):
             coefficients=[adapter.step_coefficients(t) for t in timesteps],
             inner_steps=strided_schedule(
                 inner_steps_schedule(
-                    len(timesteps), config.n_min, config.n_max, config.schedule_rate,
+                    len(timesteps),
+                    config.n_min,
+                    config.n_max,
+                    config.schedule_rate,
                     config.inner_steps_order,
                 ),
                 config.optimize_every,
@@ -317,109 +322,6 @@ class NullTextModule(LightningModule):
             inner=inner,
         )
         return {"mean": mean, "std": coefficients.std, "record": record}
-
-    def _optimise(
-        self,
-        latents: Tensor,
-        eps_cond: Tensor,
-        eps_ref: Tensor | None,
-        coefficients: StepCoefficients,
-        num_inner: int,
-    ) -> dict[str, Tensor]:
-        if num_inner == 0:
-            return {}
-        optimizer = self.optimizers()
-        reset_optimizer_state(optimizer)
-        networks = self.adapter.frozen_modules()
-        with gradient_checkpointing(networks, self.config.gradient_checkpointing):
-            return self._inner_loop(optimizer, latents, eps_cond, eps_ref, coefficients, num_inner)
-
-    def _inner_loop(
-        self,
-        optimizer: Any,
-        latents: Tensor,
-        eps_cond: Tensor,
-        eps_ref: Tensor | None,
-        coefficients: StepCoefficients,
-        num_inner: int,
-    ) -> dict[str, Tensor]:
-        """``num_inner`` ascent steps on every trajectory's phi', recorded as ``(B, n)`` tensors.
-
-        A trajectory whose objective or gradient is not finite at a step skips
-        it (phi', Adam moments and step count unchanged); one that has stopped
-        early (the plateau option) skips every later step. Both are masks:
-        only the plateau option reads a value on the host (to end the loop
-        once every trajectory has stopped).
-        """
-        phi = self.null_embedding
-        per_row = (phi.shape[0],) + (1,) * (phi.ndim - 1)
-        plateau = Plateau(self.config.early_stop_patience, self.config.early_stop_tolerance)
-        active = torch.ones(phi.shape[0], dtype=torch.bool, device=phi.device)
-        columns: dict[str, list[Tensor]] = {key: [] for key in (*INNER_FIELDS, "skipped", "active")}
-        for _ in range(num_inner):
-            optimizer.zero_grad()
-            if self.zeroth_order:
-                with torch.no_grad():
-                    ascent, values, parts = self._zeroth_order_step(
-                        latents, eps_cond, eps_ref, coefficients
-                    )
-                phi.grad = -ascent  # Adam minimises -J
-            else:
-                values, parts = self.objective(
-                    self.phi_prime(), latents, eps_cond, eps_ref, coefficients
-                )
-                self.manual_backward(-values.sum())
-            wanted = torch.isfinite(values) & active
-            # Rows to skip get a NaN gradient: TrajectoryAdam leaves non-finite rows alone.
-            phi.grad.masked_fill_(~wanted.view(per_row), float("nan"))
-            optimizer.step()
-            updated = optimizer.last_updated  # Fabric's and Lightning's wrappers forward it
-            for key, value in (("objective", values), *parts.items()):
-                columns[key].append(value.detach())
-            columns["grad_norm"].append(phi.grad.detach().flatten(1).norm(dim=1))
-            columns["skipped"].append(active & ~updated)
-            columns["active"].append(active)
-            if plateau.enabled:
-                active = active & ~plateau.update(values.detach())
-                if not bool(active.any()):  # the one host read, with early stop only
-                    break
-        return {key: torch.stack(column, dim=1) for key, column in columns.items()}
-
-    def _zeroth_order_step(
-        self,
-        latents: Tensor,
-        eps_cond: Tensor,
-        eps_ref: Tensor | None,
-        coefficients: StepCoefficients,
-    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """Gradient estimate of J per trajectory, with J and its parts at phi' itself."""
-        recorded: dict[str, Tensor] = {}
-        traj, config = self.trajectory, self.config
-        batch = traj.batch_size
-        parameter = self.null_embedding.detach()
-
-        def objective(params: Tensor) -> Tensor:
-            values, parts = self.objective(
-                self.phi_prime(params), latents, eps_cond, eps_ref, coefficients
-            )
-            recorded.update({key: value[:batch] for key, value in parts.items()})
-            recorded["value"] = values[:batch]
-            return values
-
-        # Each trajectory draws its own directions, as a run of it alone would.
-        draws = traj.randn(
-            (config.zo_samples, 1, *parameter.shape[1:]), parameter.device, parameter.dtype
-        )
-        directions = draws.squeeze(2).transpose(0, 1)  # (K, B, ...)
-        grad = zeroth_order_gradient(
-            objective,
-            parameter,
-            num_samples=config.zo_samples,
-            smoothing=config.zo_smoothing,
-            directions=directions,
-        )
-        values = recorded.pop("value")
-        return grad, values, recorded
 
     # --- advancing the trajectory -----------------------------------------------
     def on_train_batch_end(self, outputs: dict[str, Any], batch: Any, batch_idx: int) -> None:

@@ -274,10 +274,15 @@ def test_results_equal_the_implementation_before_batching_and_sync_removal(tiny_
     )
     aligner = NullTextAligner(tiny_pipe, **settings).fit(PROMPT)
     assert aligner.history_[:, "inner_steps"] == expected["inner_steps"].tolist()
-    # The zero-order estimate divides reward differences by mu = 0.02, so float
-    # rounding that depends on the process (thread count, what ran before) grows
-    # to 1.6e-4 there (measured); a changed loop moves the results by O(1).
-    tol = 1e-3 if REFERENCE_CASES[case].get("gradient") == "zeroth_order" else 1e-5
+    # The reference was recorded on one CPU. Rerun with the old code on another (AMD EPYC,
+    # 2026-12-03) it differs by rounding alone (the new code equals the old there bit for
+    # bit): latents by up to 3.1e-5 and phi' by 6.1e-6 with gradients. With the zero-order
+    # estimate (reward differences divided by mu = 0.02, then Adam's first steps, nearly
+    # sign(g)) phi' differs by up to 6.3e-2 while the latents stay within 1.6e-4 and the
+    # reward within 1e-7; a flipped ascent sign moves those latents by 2.3e-2 (measured).
+    zeroth_order = REFERENCE_CASES[case].get("gradient") == "zeroth_order"
+    tol = 1e-3 if zeroth_order else 1e-4
     torch.testing.assert_close(aligner.latents_, expected["latents"], atol=tol, rtol=tol)
-    torch.testing.assert_close(aligner.phi_, expected["phi"], atol=tol, rtol=tol)
+    if not zeroth_order:
+        torch.testing.assert_close(aligner.phi_, expected["phi"], atol=tol, rtol=tol)
     assert aligner.reward_ == pytest.approx(float(expected["reward"]), abs=tol / 10)
