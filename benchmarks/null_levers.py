@@ -1,6 +1,6 @@
 """The null branch's semantic levers: can a semantic phi' move what gold rewards?
 
-    python benchmarks/null_levers.py [--out benchmarks/results/null_levers] [--part a|b|c|d|e|norms]
+    python benchmarks/null_levers.py [--out benchmarks/results/null_levers] [--part PART]
 
 The diagnostic written down before it ran (``docs/concepts/shapesbench.md``,
 "Follow-up: the null branch's semantic levers"), on the main table's 48 pairs
@@ -19,6 +19,8 @@ and sampler:
 - **Part D** (version 3): the same with the token-aligned size direction
   d_ls = text_encoder(a large P) - text_encoder(a small P).
 - **Part E**: Part B's measurements for phi' on the text manifold.
+- **Part F** (``f1``, ``f2``): the optimised phi' held to the span of nine
+  semantic directions (``null_levers_span.py``).
 
 Resumable by part: a finished part is its own ``rows_<part>.jsonl``, and a
 part that has rows is not run again, so parts can run as separate processes;
@@ -32,6 +34,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -69,7 +72,7 @@ PRIMARY = "both, alpha 1"
 ALIGNED = "aligned size"
 ALIGNED_ALPHAS = (0.25, 0.5, 1.0, 2.0)
 PART_C_PLAIN = "part C path, alpha 0"
-PARTS = ("a", "b", "c", "norms", "d", "e")
+PARTS = ("a", "b", "c", "norms", "d", "e", "f1", "f2")
 NORMS = "direction norms"
 MEASURES = (
     "target",
@@ -337,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
+        from null_levers_span import run_part_f
+
         from nulltta.bench.scoring import evaluation_scorers
         from nulltta.bench.shapesbench import shapesbench_prompts
         from nulltta.profiles import model_profile
@@ -361,6 +366,10 @@ def main(argv: list[str] | None = None) -> int:
                 null_parameterisation="text_manifold",
             ),  # fmt: skip
             "norms": lambda: direction_norms(pipe, [p for p, _ in pairs]),
+            **{
+                part: partial(run_part_f, pipe, pairs, scorers, args.batch_size, part)
+                for part in ("f1", "f2")
+            },
         }
         for part in PARTS if args.part == "all" else (args.part,):
             path = args.out / f"rows_{part}.jsonl"

@@ -24,6 +24,7 @@ from null_levers import (
     part_c_arms,
     part_d_arms,
 )
+from null_levers_span import SPAN_PARTS, part_f_lines, part_f_summary
 
 #: How far below plain sampling's fidelity an arm may be and still keep the prompt.
 FIDELITY_MARGIN = 0.02
@@ -91,6 +92,8 @@ def summarise(rows: list[dict], table_rows: list[dict]) -> dict:
     if on_manifold and directed:
         summary["part_e"] = {**displacement_stats(on_manifold),
                              **part_e_reading(by_arm[MANIFOLD], by_arm[NULLTTA])}  # fmt: skip
+    if PLAIN in summary["arms"] and (part_f := part_f_summary(by_arm, summary["arms"])):
+        summary["part_f"] = part_f
     if norms:
         summary["norms"] = {
             "prompts": len(norms),
@@ -295,6 +298,7 @@ def markdown(summary: dict) -> str:
             f"({_pm(differences['cosine toward gold'], signed=True)}): "
             f"{'yes' if manifold['more_toward_gold'] else 'no'}.",
         ]
+    lines += part_f_lines(summary, _arm_table)
     if "norms" in summary:
         norms = summary["norms"]
         example = norms["example"]
@@ -337,9 +341,10 @@ def plot(summary: dict, path) -> None:
         "Part A: negative caption": [*ARMS, CEILING],
         "Part C: phi - alpha d_L": [arm for arm in part_c_arms() if arm != PART_C_PLAIN],
         "Part D: phi - alpha d_ls (token-aligned)": list(part_d_arms()),
+        "Part F: phi' in the semantic span, optimised": [arm for arm, _ in SPAN_PARTS.values()],
         "reference": [PLAIN, NULLTTA, MANIFOLD],
     }
-    for (group, arms), marker in zip(groups.items(), ("o", "s", "^", "*"), strict=True):
+    for (group, arms), marker in zip(groups.items(), ("o", "s", "^", "D", "*"), strict=True):
         for arm in arms:
             entry = summary["arms"].get(arm)
             if entry is None:

@@ -43,6 +43,10 @@ PLURAL_ATTRIBUTES = (
 class EstimatorSetup(BaseEstimator):
     """Set-up steps shared by every public method of the estimator (see the module)."""
 
+    #: The LightningModule each batch of trajectories runs in; a subclass of the
+    #: estimator may name a subclass of it (another parameterisation of phi', for one).
+    module_class: type[NullTextModule] = NullTextModule
+
     # --- scikit-learn protocol ------------------------------------------------
     def __sklearn_clone__(self) -> EstimatorSetup:
         """Clone with the pipeline and reward shared, everything else copied."""
@@ -146,7 +150,7 @@ class EstimatorSetup(BaseEstimator):
         results: list[AlignedImage] = []
         for start in range(0, len(prompts), self.batch_size):
             chunk = slice(start, start + self.batch_size)
-            module = NullTextModule(adapter, self.reward_fn_, config, self.gradient_decoder)
+            module = self.module_class(adapter, self.reward_fn_, config, self.gradient_decoder)
             generators = [torch.Generator(adapter.device).manual_seed(int(s)) for s in seeds[chunk]]
             module.start_trajectory(
                 prompts[chunk], *size, generators, negative_prompt=self.negative_prompt

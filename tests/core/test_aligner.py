@@ -15,6 +15,7 @@ from nulltta.callbacks import (
     MemoryProfiler,
     method_callbacks,
 )
+from nulltta.module import NullTextModule
 from nulltta.rewards import Brightness, CallableReward
 
 PROMPT = "a red circle on a white background"
@@ -245,3 +246,25 @@ def test_save_and_load_round_trip(tiny_pipe, fast_kwargs, tmp_path):
     assert loaded.prompt_ == PROMPT and loaded.n_max == aligner.n_max
     first = loaded.generate(seed=3, reoptimize=False, output_type="pt")
     torch.testing.assert_close(first, aligner.generate(seed=3, reoptimize=False, output_type="pt"))
+
+
+class _CountingModule(NullTextModule):
+    """A module subclass that counts the trajectories it starts."""
+
+    started = 0
+
+    def start_trajectory(self, prompts, *args, **kwargs):
+        type(self).started += len(prompts)
+        return super().start_trajectory(prompts, *args, **kwargs)
+
+
+class _CountingAligner(NullTextAligner):
+    module_class = _CountingModule
+
+
+def test_an_estimator_subclass_runs_its_module_class(tiny_pipe, fast_kwargs):
+    _CountingModule.started = 0
+    aligner = _CountingAligner(tiny_pipe, "brightness", batch_size=1, **fast_kwargs)
+    aligner.fit(["a red circle", "a cat"], seeds=[0, 1])
+    assert type(aligner.module_) is _CountingModule and _CountingModule.started == 2
+    assert type(clone(aligner)) is _CountingAligner
