@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .base import Embeddings, PipelineAdapter, cat_embeddings, repeat_embeddings
+from .base import PipelineAdapter
+from .embeddings import Embeddings, cat_embeddings, repeat_embeddings
 from .sd3 import StableDiffusion3Adapter
 from .sdxl import StableDiffusionXLAdapter
 from .stable_diffusion import StableDiffusionAdapter

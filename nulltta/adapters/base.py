@@ -29,21 +29,11 @@ from ..equations import StepCoefficients, to_epsilon
 from ..schedulers import make_scheduler, step_coefficients
 from ..speedups import autocast as autocast_context
 from ..speedups import resolve_autocast
+from .embeddings import Embeddings
 
-__all__ = ["Embeddings", "PipelineAdapter", "cat_embeddings", "repeat_embeddings"]
+__all__ = ["PipelineAdapter"]
 
-Embeddings = dict[str, Tensor]
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def repeat_embeddings(embeddings: Embeddings, times: int) -> Embeddings:
-    """Tile every entry ``times`` times along the batch (k-major: ``[e, e, ..., e]``)."""
-    return {key: value.repeat(times, *[1] * (value.ndim - 1)) for key, value in embeddings.items()}
-
-
-def cat_embeddings(parts: list[Embeddings]) -> Embeddings:
-    """Concatenate embeddings along the batch."""
-    return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
 
 
 class PipelineAdapter(ABC):

@@ -40,7 +40,8 @@ from torch import Tensor, nn
 from ..equations import StepCoefficients
 from ..flow_equations import flow_paper_kl_weight, flow_step_coefficients
 from ..schedulers import UnsupportedSchedulerError
-from .base import Embeddings, PipelineAdapter
+from .base import PipelineAdapter
+from .embeddings import Embeddings
 
 __all__ = ["StableDiffusion3Adapter", "make_flow_scheduler"]
 

@@ -16,7 +16,8 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from .base import Embeddings, PipelineAdapter
+from .base import PipelineAdapter
+from .embeddings import Embeddings
 from .stable_diffusion import StableDiffusionAdapter
 
 __all__ = ["StableDiffusionXLAdapter"]

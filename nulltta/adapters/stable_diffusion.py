@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import Embeddings, PipelineAdapter
+from .base import PipelineAdapter
+from .embeddings import Embeddings
 
 __all__ = ["StableDiffusionAdapter"]
 
