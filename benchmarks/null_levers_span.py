@@ -5,9 +5,10 @@
 Written before it ran (``docs/concepts/shapesbench.md``, "Part F"): phi' =
 phi + U c, where U is an orthonormal basis of the pair prompt's nine
 semantic directions (Part A's five negative captions, Parts C and D's
-attribute directions) and c, k numbers per trajectory starting at 0, is the
-only parameter. Null-TTA runs with the shipped defaults otherwise, through
-an estimator subclass whose module sets this parameterisation
+attribute directions; rank 7 by construction, so U is their SVD basis) and
+c, k = 7 numbers per trajectory starting at 0, is the only parameter.
+Null-TTA runs with the shipped defaults otherwise, through an estimator
+subclass whose module sets this parameterisation
 (:attr:`~nulltta.estimator_setup.EstimatorSetup.module_class`).
 
 - **F1** (primary): lr 0.03 x sqrt(2048 / k), the free phi''s first Adam
