@@ -132,8 +132,12 @@ class SpanModule(NullTextModule):
             orthonormal_basis(torch.stack(list(semantic_directions(self.adapter, p).values())))
             for p in trajectory.prompts
         ]
-        rank = min(len(basis) for basis in bases)
-        stacked = torch.stack([basis[:rank] for basis in bases]).to(trajectory.null_packed)
+        if len({len(basis) for basis in bases}) > 1:
+            raise ValueError(
+                f"the prompts' spans have ranks {[len(b) for b in bases]}; fit prompts whose "
+                "spans have one rank together"
+            )
+        stacked = torch.stack(bases).to(trajectory.null_packed)
         self.parameterisation = SpanNull(self.adapter, kwargs.get("negative_prompt"), stacked)
         self.null_embedding.data = self.parameterisation.initial(trajectory.null_packed)
         return trajectory
@@ -152,10 +156,10 @@ def run_part_f(pipe, pairs, scorers, batch_size: int, part: str) -> list[dict]:
     arm, matched = SPAN_PARTS[part]
     prompts, seeds = [p for p, _ in pairs], [s for _, s in pairs]
     adapter = make_adapter(pipe)
-    ranks = {
-        p: len(orthonormal_basis(torch.stack(list(semantic_directions(adapter, p).values()))))
-        for p in dict.fromkeys(prompts)
-    }
+    # Once per prompt: the directions give the rank (hence the lr) and each pair's measures.
+    directions = {p: semantic_directions(adapter, p) for p in dict.fromkeys(prompts)}
+    stacked = {p: torch.stack(list(d.values())).cpu() for p, d in directions.items()}
+    ranks = {p: len(orthonormal_basis(d)) for p, d in stacked.items()}
     learning_rate = span_learning_rate(matched, min(ranks.values()))
     aligner = SpanAligner(
         pipe, "shapes-preference", learning_rate=learning_rate, **_sampler(batch_size)
@@ -165,16 +169,13 @@ def run_part_f(pipe, pairs, scorers, batch_size: int, part: str) -> list[dict]:
     with torch.no_grad():
         phi = adapter.pack_null(adapter.encode_prompt("")[1])[0].cpu()
         for row, phis in zip(rows, aligner.phis_, strict=True):
+            prompt = row["prompt"]
             delta = phis[-1][0].cpu() - phi
-            directions = {
-                k: d.cpu() for k, d in semantic_directions(adapter, row["prompt"]).items()
-            }
-            stacked = torch.stack(list(directions.values()))
             row["learning_rate"] = learning_rate
-            row["rank"] = ranks[row["prompt"]]
+            row["rank"] = ranks[prompt]
             row["displacement"] = float(delta.norm())
-            row["cosine toward gold"] = cosine(delta, -directions["d_both"])
-            row["span_fraction"] = span_fraction(delta.flatten(), stacked.flatten(1))
+            row["cosine toward gold"] = cosine(delta, -directions[prompt]["d_both"].cpu())
+            row["span_fraction"] = span_fraction(delta.flatten(), stacked[prompt].flatten(1))
     return rows
 
 
