@@ -6,8 +6,9 @@ moments each timestep), on the objective J of
 autograd, or from a zeroth-order estimate when the reward has none
 (``docs/concepts/method.md``). Each trajectory's row is updated alone: a row
 whose J or gradient is not finite skips the step, and a row that has
-stopped early (the plateau option) skips every later one, both as masks, so
-nothing here waits for the device.
+stopped early (the plateau option) skips every later one, both as masks.
+Nothing here waits for the device, except the plateau option's one read per
+inner step (to end the loop once every trajectory has stopped).
 
 :class:`InnerOptimisation` is a mixin of
 :class:`~nulltta.module.NullTextModule`; it uses the module's parameter
