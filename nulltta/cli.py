@@ -43,7 +43,10 @@ def _add_generate(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "generate",
         help="align one image to a reward",
-        description="Run Null-TTA for PROMPT and write aligned.png, plain.png and history.json.",
+        description=(
+            "Run Null-TTA for PROMPT and write aligned.png, plain.png, comparison.png, "
+            "rewards.png, history.json and summary.json."
+        ),
     )
     parser.add_argument("prompt")
     add_method_arguments(parser)

@@ -10,8 +10,9 @@
   :mod:`nulltta.shapes.rewards`: the fidelity classifier, the learned proxies
   and the Frechet distance;
 - ``python -m nulltta.shapes.evaluate``: the benchmark numbers;
-- ``python -m nulltta.shapes.train_model``: retrain the model from scratch
-  (:mod:`nulltta.shapes.train_vae` holds the autoencoder's stages).
+- ``python -m nulltta.shapes.train_model --prediction-type v_prediction``:
+  retrain the shipped model from scratch (:mod:`nulltta.shapes.train_vae`
+  holds the autoencoder's stages).
 
 Heavy modules (diffusers) load only when :mod:`nulltta.shapes.model` is imported.
 """

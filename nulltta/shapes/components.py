@@ -164,7 +164,8 @@ def build_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
 def build_scheduler(prediction_type: str = "epsilon") -> DDIMScheduler:
     """The DDIM scheduler shipped with the model (SD 1.x betas).
 
-    ``prediction_type`` is what the UNet predicts: ``"epsilon"`` (the shipped
-    model) or ``"v_prediction"``.
+    ``prediction_type`` is what the UNet predicts: ``"v_prediction"`` (the
+    shipped model, version 2.1) or ``"epsilon"`` (version 2.0, and the default
+    here and in ``train_model``).
     """
     return DDIMScheduler(**{**SCHEDULER_CONFIG, "prediction_type": prediction_type})

@@ -29,7 +29,8 @@ def embedded_model_path() -> Path:
     if not (path / "model_index.json").is_file():
         raise FileNotFoundError(
             f"the embedded model is missing from {path}; reinstall nulltta with its package data "
-            "or train one with `python -m nulltta.shapes.train_model --out DIR`."
+            "or train one with `python -m nulltta.shapes.train_model --out DIR "
+            "--prediction-type v_prediction`."
         )
     return path
 

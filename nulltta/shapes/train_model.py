@@ -1,15 +1,17 @@
 """Train the embedded text-to-image model from scratch on the ShapesBench world.
 
-One command, from scratch (2 torch threads by default)::
+The shipped model (version 2.1) in one command, from scratch (2 torch
+threads by default)::
 
-    python -m nulltta.shapes.train_model --out /tmp/shapes-sd
+    python -m nulltta.shapes.train_model --out /tmp/shapes-sd --prediction-type v_prediction
 
+Without ``--prediction-type`` the UNet predicts epsilon, as version 2.0 did.
 Stage 1 trains the ``AutoencoderKL`` (reconstruction + a tiny KL term), stage
 2 refines it with the shape's pixels weighted more; stage 3 trains the UNet
 and the text encoder jointly on the frozen VAE's latents, on the training
 captions of :mod:`nulltta.shapes.captions` (size and position words, 10%
-empty captions so the CFG null embedding is learned; epsilon prediction,
-min-SNR-5 weighting, EMA weights); stage 4 refines the decoder alone. A
+empty captions so the CFG null embedding is learned; the loss weight of
+:func:`loss_weight`, EMA weights); stage 4 refines the decoder alone. A
 complete pipeline folder (fp32 safetensors) is written every ``--save-every``
 steps. The model card (``nulltta/assets/shapes-sd/README.md``) has the
 measured wall time and metrics of the shipped run.
@@ -252,6 +254,7 @@ def main(argv: list[str] | None = None) -> None:
         "args": {k: str(v) for k, v in vars(args).items()},
         "torch": torch.__version__,
         "cpu_count": os.cpu_count(),
+        "cpu": _cpu_description(),
         "load_average_at_start": os.getloadavg(),
     }
     start = time.time()
@@ -317,6 +320,22 @@ def main(argv: list[str] | None = None) -> None:
     report["load_average_at_end"] = os.getloadavg()
     (args.out / "training_report.json").write_text(json.dumps(report, indent=2) + "\n")
     log(f"done: {json.dumps(report)}")
+
+
+def _cpu_description() -> str:
+    """The CPU's model name and the vector instructions torch uses on it.
+
+    Weights are bit-reproducible only on the same kind of CPU and thread
+    count (the model card), so the report says which CPU wrote them.
+    """
+    name = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
 
 
 if __name__ == "__main__":

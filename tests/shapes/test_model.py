@@ -44,6 +44,16 @@ def test_embedded_model_lives_in_the_package_as_safetensors() -> None:
     assert not list(path.rglob("*.bin"))
 
 
+def test_a_missing_embedded_model_names_the_command_that_trains_the_shipped_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    import nulltta.shapes.model as model
+
+    monkeypatch.setattr(model, "_ASSETS", tmp_path)
+    with pytest.raises(FileNotFoundError, match="--prediction-type v_prediction"):
+        model.embedded_model_path()
+
+
 def test_loads_offline_in_float32(pipe: StableDiffusionPipeline) -> None:
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
     start = time.perf_counter()

@@ -119,6 +119,7 @@ def test_training_command_writes_a_pipeline_that_loads_offline(short_training):
         "pixel_mae",
     }
     assert report["scaling_factor"] > 0
+    assert report["cpu"].endswith(f"({torch.backends.cpu.get_cpu_capability()})")
     pipe = StableDiffusionPipeline.from_pretrained(out, local_files_only=True)
     assert pipe.vae.config.scaling_factor == pytest.approx(report["scaling_factor"])
     weights = _weights(out)
