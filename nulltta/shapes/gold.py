@@ -149,7 +149,7 @@ def _to_32(images: Tensor) -> Tensor:
     )
 
 
-def measure(images: Tensor, prompts: list[str]) -> Measurement:
+def measure(images: Tensor, prompts: list[str], keep_gradient: bool = False) -> Measurement:
     """Segment each image for its prompt's colours; read area, size and box centre.
 
     ``area = mean(m')``, ``s = sqrt(area / k_shape)``, centre = centroid of
@@ -163,19 +163,25 @@ def measure(images: Tensor, prompts: list[str]) -> Measurement:
         ``(B, 3, H, W)`` in ``[0, 1]``.
     prompts : list of str
         One prompt (or caption) per image; its colours and shape are used.
+    keep_gradient : bool, default=False
+        Keep the images' autograd graph, so the measurements can be
+        differentiated (for diagnostics that optimise against gold's terms;
+        gold itself is evaluated without it). The values are the same.
 
     Returns
     -------
     Measurement
     """
-    x = _to_32(images.detach().float())
+    x = _to_32((images if keep_gradient else images.detach()).float())
     fg, bg, shapes = _colours(prompts, x.device)
     m = ramp(coverage(x, fg, bg))
     constants = shape_constants()
     k = torch.tensor([constants[s][0] for s in shapes], device=x.device)
     offset = torch.tensor([constants[s][1] for s in shapes], device=x.device)
     area = m.mean((1, 2))
-    size = (area / k).sqrt()
+    # sqrt's gradient is infinite at 0: an empty segmentation gets size 0 with a zero gradient.
+    positive = (area / k).clamp_min(torch.finfo(area.dtype).tiny)
+    size = torch.where(area > 0, positive.sqrt(), torch.zeros_like(area))
     grid = (torch.arange(IMAGE_SIZE, device=x.device, dtype=x.dtype) + 0.5) / IMAGE_SIZE
     mass = m.sum((1, 2))
     safe = mass.clamp_min(1e-12)

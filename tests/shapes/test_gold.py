@@ -115,3 +115,32 @@ def test_gold_is_a_registered_non_differentiable_prompt_reward() -> None:
     score = reward(image, "a green square on a white background")
     assert float(score) == pytest.approx(float(gold_from_geometry(0.7, 0.5, 0.5)), abs=0.02)
     assert float(reward(image, "a blue square on a white background")) == 0.0
+
+
+def test_measure_keeping_the_gradient_gives_the_same_values_and_its_derivative() -> None:
+    prompt = "a red circle on a gray background"
+    image = render("circle", "red", "gray", size=0.45, cx=0.4, cy=0.55)[None].double()
+    background = torch.tensor(BACKGROUND_RGB["gray"], dtype=torch.float64).view(1, 3, 1, 1)
+    soft = 0.6 * image + 0.4 * background  # coverage inside the ramp, so every edge has a slope
+    plain, kept = measure(soft, [prompt]), measure(soft, [prompt], keep_gradient=True)
+    for name in ("area", "size", "cx", "cy"):
+        assert torch.equal(getattr(plain, name), getattr(kept, name).detach())
+
+    def centre_x(x: torch.Tensor) -> torch.Tensor:
+        return measure(x, [prompt], keep_gradient=True).cx.sum()
+
+    x = soft.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(centre_x(x), x)
+    direction = torch.randn(soft.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype)
+    h = 1e-3  # measure works in float32
+    numeric = (centre_x(soft + h * direction) - centre_x(soft - h * direction)) / (2 * h)
+    assert float((grad * direction).sum()) == pytest.approx(float(numeric), rel=1e-2)
+
+
+def test_an_empty_segmentation_has_size_zero_and_a_finite_gradient() -> None:
+    blank = torch.tensor(BACKGROUND_RGB["gray"]).view(1, 3, 1, 1).expand(1, 3, 32, 32).clone()
+    blank.requires_grad_(True)
+    m = measure(blank, ["a red circle on a gray background"], keep_gradient=True)
+    assert float(m.size) == 0.0
+    (grad,) = torch.autograd.grad(m.size.sum() + m.cx.sum(), blank)
+    assert torch.isfinite(grad).all()
