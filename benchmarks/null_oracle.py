@@ -3,6 +3,8 @@
     python benchmarks/null_oracle.py --arm g0   # one arm per process, any order
     python benchmarks/null_oracle.py --arm g1
     python benchmarks/null_oracle.py --arm g2
+    python benchmarks/null_oracle.py --arm g3g   # version 2: the soft gate
+    python benchmarks/null_oracle.py --arm g3
     python benchmarks/null_oracle.py --report-only
 
 Written before it ran (``docs/concepts/shapesbench.md``, "Part G"). The
@@ -13,6 +15,11 @@ centring(cx, cy)`` of gold's segmentation with the gradient kept
 - **G0**: greedy selection alone (K = 3, no inner steps);
 - **G1** (primary): Null-TTA with the shipped defaults;
 - **G2**: G1 with lambda2 = 0.
+
+Version 2 of the design adds the soft-gated oracle, gold with its gate
+replaced by the classifier's probability of the prompt
+(``oracle_reward(soft_gate=True)``): **G3g** (greedy alone) and **G3**
+(Null-TTA with the shipped defaults), G3 read against G3g.
 
 Each arm runs the main table's 48 pairs at its sampler and writes
 ``rows_<arm>.jsonl``; the report pairs them with the levers follow-up's plain
@@ -38,14 +45,19 @@ from nulltta.rewards import CallableReward
 G0 = "greedy selection alone, oracle"
 G1 = "Null-TTA, oracle"
 G2 = "Null-TTA, oracle, lambda2 0"
-#: Arm -> (name, the estimator settings that differ from the shipped defaults).
-ORACLE_ARMS: dict[str, tuple[str, dict]] = {
-    "g0": (G0, {"n_min": 0, "n_max": 0}),
-    "g1": (G1, {}),
-    "g2": (G2, {"kl_weight": 0.0}),
+G3G = "greedy selection alone, soft-gated oracle"
+G3 = "Null-TTA, soft-gated oracle"
+GREEDY = {"n_min": 0, "n_max": 0}
+#: Arm -> (name, the estimator settings that differ from the shipped defaults, soft gate).
+ORACLE_ARMS: dict[str, tuple[str, dict, bool]] = {
+    "g0": (G0, GREEDY, False),
+    "g1": (G1, {}, False),
+    "g2": (G2, {"kl_weight": 0.0}, False),
+    "g3g": (G3G, GREEDY, True),
+    "g3": (G3, {}, True),
 }
-#: The arms read by the design's rule; G1 is the primary one.
-READ_ARMS = ("g1", "g2")
+#: Each arm read by the design's rule -> the greedy arm it is read against; G1 is primary.
+READ_ARMS = {"g1": "g0", "g2": "g0", "g3": "g3g"}
 LEVERS = Path(__file__).resolve().parent / "results" / "null_levers"
 
 
@@ -61,10 +73,26 @@ def oracle_score(images: Tensor, prompts: list[str]) -> Tensor:
     return gold_from_geometry(geometry.size, geometry.cx, geometry.cy)
 
 
-def oracle_reward() -> CallableReward:
-    """:func:`oracle_score` as a differentiable, prompt-conditioned reward."""
+def oracle_reward(soft_gate: bool = False) -> CallableReward:
+    """:func:`oracle_score` as a differentiable, prompt-conditioned reward.
+
+    With ``soft_gate``, times the classifier's joint probability that the
+    image shows the prompt's shape, colour and background (``shapes-fidelity``):
+    gold with its argmax gate replaced by that probability.
+    """
+    if not soft_gate:
+        return CallableReward(
+            oracle_score, differentiable=True, requires_prompts=True, name="gold terms (oracle)"
+        )
+    from nulltta.shapes.rewards import ShapesFidelity
+
+    fidelity = ShapesFidelity()
+
+    def soft_gated(images: Tensor, prompts: list[str]) -> Tensor:
+        return fidelity.score(images, prompts) * oracle_score(images, prompts)
+
     return CallableReward(
-        oracle_score, differentiable=True, requires_prompts=True, name="gold terms (oracle)"
+        soft_gated, differentiable=True, requires_prompts=True, name="gold, soft gate (oracle)"
     )
 
 
@@ -73,9 +101,10 @@ def run_arm(pipe, pairs: list[tuple[str, int]], scorers, batch_size: int, arm: s
     from nulltta import NullTextAligner
     from nulltta.adapters import make_adapter
 
-    name, settings = ORACLE_ARMS[arm]
+    name, settings, soft_gate = ORACLE_ARMS[arm]
     prompts, seeds = [p for p, _ in pairs], [s for _, s in pairs]
-    aligner = NullTextAligner(pipe, oracle_reward(), **settings, **_sampler(batch_size))
+    reward = oracle_reward(soft_gate)
+    aligner = NullTextAligner(pipe, reward, **settings, **_sampler(batch_size))
     aligner.fit(prompts, seeds=seeds)
     rows = _score_rows(name, aligner, prompts, seeds, scorers)
     adapter = make_adapter(pipe)
@@ -95,12 +124,13 @@ def paired(mine: dict, other: dict, key: str) -> dict[str, float]:
 
 
 def oracle_reading(arm: dict, greedy: dict, plain_fidelity: float) -> dict:
-    """The design's rule: centring above G0's by more than 2 SE, fidelity within 2 points of plain.
+    """The design's rule: centring above greedy's by more than 2 SE, fidelity within 2 of plain.
 
     Parameters
     ----------
     arm, greedy : dict
-        ``(prompt, seed) -> row`` of the arm read and of G0.
+        ``(prompt, seed) -> row`` of the arm read and of the greedy arm with
+        its reward (G0, or G3g for G3).
     plain_fidelity : float
         Plain sampling's mean fidelity on the same pairs.
 
@@ -118,7 +148,7 @@ def oracle_reading(arm: dict, greedy: dict, plain_fidelity: float) -> dict:
     else:
         verdict = "gold's own gradient does not move position through phi': the mechanism"
     return {
-        "centring_minus_g0": centring,
+        "centring_minus_greedy": centring,
         "fidelity": fidelity,
         "moved": moved,
         "fidelity_kept": kept,
@@ -126,15 +156,39 @@ def oracle_reading(arm: dict, greedy: dict, plain_fidelity: float) -> dict:
     }
 
 
-def summarise(rows: list[dict], reference_rows: list[dict]) -> dict:
+def oracle_rows(folder: Path) -> list[dict]:
+    """Every arm's rows written so far in ``folder``."""
+    from nulltta.jsonl import read_rows
+
+    return [r for arm in ORACLE_ARMS for r in read_rows(folder / f"rows_{arm}.jsonl")]
+
+
+def reference_rows() -> list[dict]:
+    """The levers follow-up's plain (Part A) and proxy Null-TTA (Part B) rows."""
+    from nulltta.jsonl import read_rows
+
+    return [
+        r
+        for part, arm in (("a", PLAIN), ("b", NULLTTA))
+        for r in read_rows(LEVERS / f"rows_{part}.jsonl")
+        if r["arm"] == arm
+    ]
+
+
+def summarise(rows: list[dict], reference: list[dict]) -> dict:
     """Per arm: means, paired differences from G0, plain and the proxy's Null-TTA; the reading."""
     from null_levers_report import mean_se
 
     by_arm: dict[str, dict] = {}
-    for row in [*reference_rows, *rows]:
+    for row in [*reference, *rows]:
         by_arm.setdefault(row["arm"], {})[(row["prompt"], row["seed"])] = row
-    names = {arm: name for arm, (name, _) in ORACLE_ARMS.items()}
-    compared = {"G0": names["g0"], "plain": PLAIN, "proxy Null-TTA": NULLTTA}
+    names = {arm: name for arm, (name, _, _) in ORACLE_ARMS.items()}
+    compared = {
+        "G0": names["g0"],
+        "G3g": names["g3g"],
+        "plain": PLAIN,
+        "proxy Null-TTA": NULLTTA,
+    }
     arms = {}
     for name in (PLAIN, NULLTTA, *names.values()):
         mine = by_arm.get(name)
@@ -152,15 +206,16 @@ def summarise(rows: list[dict], reference_rows: list[dict]) -> dict:
         if "displacement" in next(iter(mine.values())):
             arms[name]["displacement"] = mean_se([r["displacement"] for r in mine.values()])
     readings = {}
-    if names["g0"] in by_arm and PLAIN in by_arm:
-        plain_fidelity = arms[PLAIN]["fidelity"]["mean"]
-        for arm in READ_ARMS:
-            if names[arm] in by_arm:
-                readings[arm] = {
-                    "arm": names[arm],
-                    "primary": arm == "g1",
-                    **oracle_reading(by_arm[names[arm]], by_arm[names["g0"]], plain_fidelity),
-                }
+    for arm, greedy in READ_ARMS.items():
+        if names[arm] in by_arm and names[greedy] in by_arm and PLAIN in by_arm:
+            readings[arm] = {
+                "arm": names[arm],
+                "against": names[greedy],
+                "primary": arm == "g1",
+                **oracle_reading(
+                    by_arm[names[arm]], by_arm[names[greedy]], arms[PLAIN]["fidelity"]["mean"]
+                ),
+            }
     return {"arms": arms, "readings": readings}
 
 
@@ -183,7 +238,7 @@ def markdown(summary: dict) -> str:
         lines.append(
             f"| {name} | " + " | ".join(_pm(entry[key]) for key in MEASURES) + f" | {shift} |"
         )
-    for label in ("G0", "plain", "proxy Null-TTA"):
+    for label in ("G0", "G3g", "plain", "proxy Null-TTA"):
         lines += ["", f"## Minus {label}, paired", ""]
         lines += ["| arm | " + " | ".join(MEASURES) + " |", "|---|" + "---|" * len(MEASURES)]
         for name, entry in summary["arms"].items():
@@ -191,11 +246,15 @@ def markdown(summary: dict) -> str:
                 cells = [_pm(entry["minus"][label][key], signed=True) for key in MEASURES]
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "## Reading (the rule fixed in the design)", ""]
-    lines += ["| arm | centring minus G0 | fidelity | reading |", "|---|---|---|---|"]
+    lines += [
+        "| arm | read against | centring minus it | fidelity | reading |",
+        "|---|---|---|---|---|",
+    ]
     for entry in summary["readings"].values():
         role = "primary" if entry["primary"] else "secondary"
         lines.append(
-            f"| {entry['arm']} ({role}) | {_pm(entry['centring_minus_g0'], signed=True)} | "
+            f"| {entry['arm']} ({role}) | {entry['against']} | "
+            f"{_pm(entry['centring_minus_greedy'], signed=True)} | "
             f"{entry['fidelity']:.3f} | {entry['verdict']} |"
         )
     return "\n".join(lines) + "\n"
@@ -231,17 +290,11 @@ def main(argv: list[str] | None = None) -> int:
         for row in run_arm(pipe, pairs, scorers, args.batch_size, args.arm):
             append_row(args.out / f"rows_{args.arm}.jsonl", row)
         print(f"arm {args.arm}: {time.perf_counter() - started:.0f} s", flush=True)
-    rows = [r for arm in ORACLE_ARMS for r in read_rows(args.out / f"rows_{arm}.jsonl")]
+    rows = oracle_rows(args.out)
     if not rows:
         print("nothing has run yet: no report")
         return 0
-    reference = [
-        r
-        for part, arm in (("a", PLAIN), ("b", NULLTTA))
-        for r in read_rows(LEVERS / f"rows_{part}.jsonl")
-        if r["arm"] == arm
-    ]
-    summary = summarise(rows, reference)
+    summary = summarise(rows, reference_rows())
     (args.out / "oracle.json").write_text(json.dumps(summary, indent=1))
     (args.out / "oracle.md").write_text(markdown(summary))
     print(markdown(summary))

@@ -58,3 +58,11 @@ def test_the_null_levers_report_is_its_rows(load_benchmark):
     summary = report.summarise(rows, read_rows(script.TABLE))
     assert report.markdown(summary) == (folder / "levers.md").read_text()
     assert summary == json.loads((folder / "levers.json").read_text())
+
+
+def test_the_null_oracle_report_is_its_rows(load_benchmark):
+    oracle = load_benchmark("null_oracle")
+    folder = RESULTS / "null_oracle"
+    summary = oracle.summarise(oracle.oracle_rows(folder), oracle.reference_rows())
+    assert oracle.markdown(summary) == (folder / "oracle.md").read_text()
+    assert summary == json.loads((folder / "oracle.json").read_text())
