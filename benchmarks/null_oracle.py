@@ -224,7 +224,7 @@ def markdown(summary: dict) -> str:
     from null_levers_report import _pm
 
     lines = [
-        "# Part G: Null-TTA against gold's own ungated terms (an oracle)",
+        "# Part G: Null-TTA against gold's own terms (an oracle)",
         "",
         "Design: docs/concepts/shapesbench.md, \"Part G\". 48 pairs (16 prompts x seeds 0-2), "
         "20 steps, CFG 5. Means ± standard error over pairs; differences are paired. "
