@@ -38,6 +38,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from levers_setup import add_run_arguments, table_world
 from torch import Tensor
 
 PLAIN = "plain"
@@ -329,12 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/null_levers"))
+    add_run_arguments(parser, "benchmarks/results/null_levers")
     parser.add_argument("--part", choices=(*PARTS, "all"), default="all")
-    parser.add_argument("--prompts", type=int, default=16, help="the first N table prompts")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     from nulltta.jsonl import append_row, read_rows
 
@@ -342,16 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         from null_levers_span import run_part_f
 
-        from nulltta.bench.scoring import evaluation_scorers
-        from nulltta.bench.shapesbench import shapesbench_prompts
-        from nulltta.profiles import model_profile
-        from nulltta.shapes.model import load_embedded_pipeline
-
-        torch.set_num_threads(args.threads)
-        torch.set_flush_denormal(True)
-        pipe = load_embedded_pipeline()
-        scorers = evaluation_scorers(model_profile("embedded"))
-        pairs = [(p, s) for p in shapesbench_prompts(args.prompts) for s in (0, 1, 2)]
+        pipe, scorers, pairs = table_world(args.prompts, args.threads)
         runs = {
             "a": lambda: run_part_a(pipe, pairs, scorers),
             "b": lambda: run_part_b(pipe, pairs, scorers, args.batch_size),

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import torch
+from levers_setup import add_run_arguments, table_world
 from null_levers import MEASURES, NULLTTA, PLAIN, _sampler, _score_rows
 from torch import Tensor
 
@@ -226,7 +227,7 @@ def markdown(summary: dict) -> str:
     lines = [
         "# Part G: Null-TTA against gold's own terms (an oracle)",
         "",
-        "Design: docs/concepts/shapesbench.md, \"Part G\". 48 pairs (16 prompts x seeds 0-2), "
+        'Design: docs/concepts/shapesbench.md, "Part G". 48 pairs (16 prompts x seeds 0-2), '
         "20 steps, CFG 5. Means ± standard error over pairs; differences are paired. "
         "Plain and proxy Null-TTA rows are the levers follow-up's (Parts A and B).",
         "",
@@ -265,27 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/null_oracle"))
+    add_run_arguments(parser, "benchmarks/results/null_oracle")
     parser.add_argument("--arm", choices=tuple(ORACLE_ARMS), default=None)
-    parser.add_argument("--prompts", type=int, default=16, help="the first N table prompts")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     from nulltta.jsonl import append_row, read_rows
 
     args.out.mkdir(parents=True, exist_ok=True)
     if args.arm and not args.report_only and not read_rows(args.out / f"rows_{args.arm}.jsonl"):
-        from nulltta.bench.scoring import evaluation_scorers
-        from nulltta.bench.shapesbench import shapesbench_prompts
-        from nulltta.profiles import model_profile
-        from nulltta.shapes.model import load_embedded_pipeline
-
-        torch.set_num_threads(args.threads)
-        torch.set_flush_denormal(True)
-        pipe = load_embedded_pipeline()
-        scorers = evaluation_scorers(model_profile("embedded"))
-        pairs = [(p, s) for p in shapesbench_prompts(args.prompts) for s in (0, 1, 2)]
+        pipe, scorers, pairs = table_world(args.prompts, args.threads)
         started = time.perf_counter()
         for row in run_arm(pipe, pairs, scorers, args.batch_size, args.arm):
             append_row(args.out / f"rows_{args.arm}.jsonl", row)

@@ -18,8 +18,6 @@ inner step (to end the loop once every trajectory has stopped).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
@@ -41,63 +39,53 @@ class InnerOptimisation:
         coefficients: StepCoefficients,
         num_inner: int,
     ) -> dict[str, Tensor]:
-        if num_inner == 0:
-            return {}
-        optimizer = self.optimizers()
-        reset_optimizer_state(optimizer)
-        networks = self.adapter.frozen_modules()
-        with gradient_checkpointing(networks, self.config.gradient_checkpointing):
-            return self._inner_loop(optimizer, latents, eps_cond, eps_ref, coefficients, num_inner)
-
-    def _inner_loop(
-        self,
-        optimizer: Any,
-        latents: Tensor,
-        eps_cond: Tensor,
-        eps_ref: Tensor | None,
-        coefficients: StepCoefficients,
-        num_inner: int,
-    ) -> dict[str, Tensor]:
         """``num_inner`` ascent steps on every trajectory's phi', recorded as ``(B, n)`` tensors.
 
-        A trajectory whose objective or gradient is not finite at a step skips
+        Adam's moments are reset first (phi' itself carries over). A
+        trajectory whose objective or gradient is not finite at a step skips
         it (phi', Adam moments and step count unchanged); one that has stopped
         early (the plateau option) skips every later step. Both are masks:
         only the plateau option reads a value on the host (to end the loop
         once every trajectory has stopped).
         """
+        if num_inner == 0:
+            return {}
+        optimizer = self.optimizers()
+        reset_optimizer_state(optimizer)
         phi = self.null_embedding
         per_row = (phi.shape[0],) + (1,) * (phi.ndim - 1)
         plateau = Plateau(self.config.early_stop_patience, self.config.early_stop_tolerance)
         active = torch.ones(phi.shape[0], dtype=torch.bool, device=phi.device)
         columns: dict[str, list[Tensor]] = {key: [] for key in (*INNER_FIELDS, "skipped", "active")}
-        for _ in range(num_inner):
-            optimizer.zero_grad()
-            if self.zeroth_order:
-                with torch.no_grad():
-                    ascent, values, parts = self._zeroth_order_step(
-                        latents, eps_cond, eps_ref, coefficients
+        networks = self.adapter.frozen_modules()
+        with gradient_checkpointing(networks, self.config.gradient_checkpointing):
+            for _ in range(num_inner):
+                optimizer.zero_grad()
+                if self.zeroth_order:
+                    with torch.no_grad():
+                        ascent, values, parts = self._zeroth_order_step(
+                            latents, eps_cond, eps_ref, coefficients
+                        )
+                    phi.grad = -ascent  # Adam minimises -J
+                else:
+                    values, parts = self.objective(
+                        self.phi_prime(), latents, eps_cond, eps_ref, coefficients
                     )
-                phi.grad = -ascent  # Adam minimises -J
-            else:
-                values, parts = self.objective(
-                    self.phi_prime(), latents, eps_cond, eps_ref, coefficients
-                )
-                self.manual_backward(-values.sum())
-            wanted = torch.isfinite(values) & active
-            # Rows to skip get a NaN gradient: TrajectoryAdam leaves non-finite rows alone.
-            phi.grad.masked_fill_(~wanted.view(per_row), float("nan"))
-            optimizer.step()
-            updated = optimizer.last_updated  # Fabric's and Lightning's wrappers forward it
-            for key, value in (("objective", values), *parts.items()):
-                columns[key].append(value.detach())
-            columns["grad_norm"].append(phi.grad.detach().flatten(1).norm(dim=1))
-            columns["skipped"].append(active & ~updated)
-            columns["active"].append(active)
-            if plateau.enabled:
-                active = active & ~plateau.update(values.detach())
-                if not bool(active.any()):  # the one host read, with early stop only
-                    break
+                    self.manual_backward(-values.sum())
+                wanted = torch.isfinite(values) & active
+                # Rows to skip get a NaN gradient: TrajectoryAdam leaves non-finite rows alone.
+                phi.grad.masked_fill_(~wanted.view(per_row), float("nan"))
+                optimizer.step()
+                updated = optimizer.last_updated  # Fabric's and Lightning's wrappers forward it
+                for key, value in (("objective", values), *parts.items()):
+                    columns[key].append(value.detach())
+                columns["grad_norm"].append(phi.grad.detach().flatten(1).norm(dim=1))
+                columns["skipped"].append(active & ~updated)
+                columns["active"].append(active)
+                if plateau.enabled:
+                    active = active & ~plateau.update(values.detach())
+                    if not bool(active.any()):  # the one host read, with early stop only
+                        break
         return {key: torch.stack(column, dim=1) for key, column in columns.items()}
 
     def _zeroth_order_step(

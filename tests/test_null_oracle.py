@@ -60,10 +60,10 @@ def test_the_soft_gate_is_the_classifiers_probability_of_the_prompt(load_benchma
 
 
 def _rows(arm: str, values: dict[str, list[float]]) -> list[dict]:
-    load = len(next(iter(values.values())))
+    count = len(next(iter(values.values())))
     return [
         {"arm": arm, "prompt": f"p{i}", "seed": 0, **{k: v[i] for k, v in values.items()}}
-        for i in range(load)
+        for i in range(count)
     ]
 
 
@@ -132,3 +132,34 @@ def test_an_oracle_arm_runs_and_reports_where_phi_went(load_benchmark, monkeypat
     assert all(r["displacement"] > 0 for r in rows)
     assert all(r["displacement"] == 0 for r in greedy)
     assert {"shapes-gold", "centring", "fidelity"} <= set(rows[0])
+
+
+def test_both_levers_scripts_take_the_shared_options(load_benchmark):
+    import argparse
+
+    setup = load_benchmark("levers_setup")
+    parser = argparse.ArgumentParser()
+    setup.add_run_arguments(parser, "some/folder")
+    args = parser.parse_args([])
+    got = (str(args.out), args.prompts, args.batch_size, args.threads)
+    assert got == ("some/folder", 16, 16, 1)
+    assert not args.report_only
+    assert parser.parse_args(["--report-only", "--prompts", "2"]).prompts == 2
+
+
+@needs_embedded
+def test_the_table_world_is_the_first_prompts_with_every_seed(load_benchmark):
+    from nulltta.bench.shapesbench import shapesbench_prompts
+
+    setup = load_benchmark("levers_setup")
+    threads = torch.get_num_threads()
+    try:
+        pipe, scorers, pairs = setup.table_world(2, 1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_flush_denormal(False)  # table_world turns it on; leave the process as found
+    first, second = shapesbench_prompts(2)
+    assert pairs == [(first, 0), (first, 1), (first, 2), (second, 0), (second, 1), (second, 2)]
+    assert {"target", "shapes-gold", "fidelity"} <= set(scorers)
+    assert pipe.unet is not None
