@@ -1,0 +1,374 @@
+"""Part H of the levers follow-up: what each reward asks of each step's Tweedie estimate.
+
+    python benchmarks/gradient_probe.py               # run (about 10 min on one core)
+    python benchmarks/gradient_probe.py --report-only
+
+Written before it ran (``docs/concepts/shapesbench.md``, "Part H"). Plain
+sampling on the main table's 48 pairs records, at every step, the decoded
+Tweedie estimate x̂0 with phi' = phi (what Null-TTA's reward sees before phi'
+moves), and the final image. For each image and reward, two directional
+derivatives along image moves that gold's terms value:
+
+- ``D_c``: along a translation of the content toward the image centre
+  (:func:`toward_centre`);
+- ``D_s``: along a growth of the content about its centre (:func:`grow`);
+
+each the reward's pixel gradient dotted with the move's tangent (:func:`tangents`).
+
+The rewards are the target ``shapes-preference``, the held-out proxy and
+Part G's ungated oracle (gold's two terms). :func:`probe_reading` reads the
+target by the rule fixed in the design.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from levers_setup import add_run_arguments, table_world
+from torch import Tensor
+
+from nulltta import NullTextAligner
+from nulltta.equations import tweedie_x0
+from nulltta.module import NullTextModule
+
+#: Reward name -> label in the report.
+REWARDS = {
+    "target": "shapes-preference (target)",
+    "heldout": "shapes-preference-heldout",
+    "oracle": "gold's terms (oracle)",
+}
+#: A segmented centre nearer the image centre than this has no direction toward it.
+CENTRED = 0.03
+#: A proxy asks for centring on a set of images when D_c > 0 on this fraction.
+ASKS = 0.8
+#: Steps whose mean centre distance to the final image is above this decide position.
+DECIDING = 0.05
+FINAL = "final"
+
+
+def _resample(images: Tensor, source: Tensor) -> Tensor:
+    """Bilinear samples of ``images`` at ``source`` points (``(B, H, W, 2)``, image units).
+
+    Image units run from 0 to 1 across the side (x right, y down); border padding.
+    """
+    return F.grid_sample(
+        images, source * 2 - 1, mode="bilinear", padding_mode="border", align_corners=False
+    )
+
+
+def _pixel_centres(images: Tensor) -> Tensor:
+    """``(1, H, W, 2)`` pixel-centre coordinates ``(x, y)`` in image units."""
+    _, _, height, width = images.shape
+    ys = (torch.arange(height, dtype=images.dtype, device=images.device) + 0.5) / height
+    xs = (torch.arange(width, dtype=images.dtype, device=images.device) + 0.5) / width
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x, grid_y], -1)[None]
+
+
+def toward_centre(images: Tensor, centre: Tensor, epsilon: Tensor) -> Tensor:
+    """The content translated by ``epsilon`` along the unit vector from ``centre`` to (0.5, 0.5).
+
+    ``out(p) = in(p - epsilon u)``, ``u = (0.5 - centre) / |0.5 - centre|``.
+
+    Parameters
+    ----------
+    images : Tensor
+        ``(B, C, H, W)``.
+    centre : Tensor
+        ``(B, 2)`` segmented centres ``(cx, cy)`` in image units; none may be (0.5, 0.5).
+    epsilon : Tensor
+        ``(B,)`` shift, fraction of the side.
+    """
+    direction = 0.5 - centre
+    unit = direction / direction.norm(dim=1, keepdim=True)
+    shift = (epsilon[:, None] * unit)[:, None, None, :]
+    return _resample(images, _pixel_centres(images) - shift)
+
+
+def grow(images: Tensor, centre: Tensor, epsilon: Tensor) -> Tensor:
+    """The content scaled by ``1 + epsilon`` about ``centre``.
+
+    ``out(p) = in(c + (p - c) / (1 + epsilon))``; arguments as :func:`toward_centre`.
+    """
+    c = centre[:, None, None, :]
+    factor = (1 + epsilon)[:, None, None, None]
+    return _resample(images, c + (_pixel_centres(images) - c) / factor)
+
+
+def tangents(images: Tensor, centre: Tensor, step: float = 0.5 / 32) -> tuple[Tensor, Tensor]:
+    """Image-space tangents of both moves at epsilon = 0, by centred differences.
+
+    ``v = (move(+h) - move(-h)) / 2h`` with ``h`` half a pixel: bilinear
+    resampling has a kink at the pixel centres, so its autograd derivative at
+    epsilon = 0 would be one-sided.
+
+    Returns
+    -------
+    tuple of Tensor
+        ``(v_c, v_s)``, each like ``images``: toward the centre, and growth.
+    """
+    h = torch.full((len(images),), step, dtype=images.dtype)
+    return tuple(
+        (move(images, centre, h) - move(images, centre, -h)) / (2 * step)
+        for move in (toward_centre, grow)
+    )
+
+
+def directional_derivatives(
+    images: Tensor, prompts: list[str], score: Callable[[Tensor, list[str]], Tensor]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(D_c, D_s, distance)``: the reward's gradient along both moves, per image.
+
+    ``D = <grad_x score(x), v>`` with ``v`` from :func:`tangents`: the first-order
+    change of the score that the gradient predicts along the move. ``distance``
+    is the segmented centre's distance from the image centre; where it is below
+    :data:`CENTRED`, ``D_c`` is NaN (no direction).
+    """
+    from nulltta.shapes.gold import measure
+
+    images = images.detach().float()
+    with torch.no_grad():
+        geometry = measure(images, prompts)
+    centre = torch.stack([geometry.cx, geometry.cy], 1)
+    distance = (centre - 0.5).norm(dim=1)
+    safe = torch.where(distance[:, None] >= CENTRED, centre, centre.new_tensor([0.0, 0.0]))
+    v_c, _ = tangents(images, safe)
+    _, v_s = tangents(images, centre)
+    x = images.clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(score(x, prompts).sum(), x)
+    d_c, d_s = ((gradient * v).flatten(1).sum(1) for v in (v_c, v_s))
+    d_c = torch.where(distance >= CENTRED, d_c, torch.full_like(d_c, float("nan")))
+    return d_c, d_s, distance
+
+
+class ProbeModule(NullTextModule):
+    """The method's module, recording each step's decoded Tweedie estimate with the current phi'."""
+
+    def training_step(self, batch, batch_idx: int = 0):
+        step_index = int(batch)
+        traj = self.trajectory
+        if step_index == 0:
+            self.estimates: list[Tensor] = []
+        with torch.no_grad():
+            eps, _ = self.predict_cfg(traj.latents, step_index)
+            coefficients = traj.coefficients[step_index]
+            x0 = tweedie_x0(traj.latents, eps, coefficients.signal, coefficients.noise)
+            self.estimates.append(self.adapter.decode(x0).cpu())
+        return super().training_step(batch, batch_idx)
+
+
+class ProbeAligner(NullTextAligner):
+    """``NullTextAligner`` running :class:`ProbeModule`."""
+
+    module_class = ProbeModule
+
+
+def plain_estimates(pipe, prompts: list[str], seeds: list[int]) -> tuple[list[Tensor], Tensor]:
+    """Plain sampling at the table's sampler; each step's x̂0 images and the final images.
+
+    The settings are those of the levers follow-up's plain arm (``null_levers.plain_fit``).
+    """
+    from null_levers import _sampler
+
+    from nulltta.images import to_tensor
+
+    aligner = ProbeAligner(
+        pipe, "shapes-preference", n_min=0, n_max=0, num_candidates=1,
+        select_initial_noise=False, **_sampler(len(prompts)),
+    ).fit(prompts, seeds=seeds)  # fmt: skip
+    final = torch.cat([to_tensor(image) for image in aligner.images_])
+    return aligner.module_.estimates, final
+
+
+def reward_functions() -> dict[str, Callable[[Tensor, list[str]], Tensor]]:
+    """The three rewards as differentiable ``score(images, prompts)``."""
+    from null_oracle import oracle_score
+
+    from nulltta.rewards import get_reward
+
+    target, heldout = get_reward("shapes-preference"), get_reward("shapes-preference-heldout")
+    return {"target": target.score, "heldout": heldout.score, "oracle": oracle_score}
+
+
+def probe_rows(pipe, pairs: list[tuple[str, int]]) -> list[dict]:
+    """One row per (pair, step or final, reward): ``D_c``, ``D_s`` and the centre's distances."""
+    from nulltta.shapes.gold import gold_score, measure
+
+    prompts, seeds = [p for p, _ in pairs], [s for _, s in pairs]
+    estimates, final = plain_estimates(pipe, prompts, seeds)
+    with torch.no_grad():
+        end = measure(final, prompts)
+        final_gold = gold_score(final, prompts)
+    end_centre = torch.stack([end.cx, end.cy], 1)
+    rewards = reward_functions()
+    rows = []
+    for step, images in [*enumerate(estimates), (FINAL, final)]:
+        with torch.no_grad():
+            here = measure(images, prompts)
+        to_final = (torch.stack([here.cx, here.cy], 1) - end_centre).norm(dim=1)
+        for name, score in rewards.items():
+            d_c, d_s, distance = directional_derivatives(images, prompts, score)
+            for i, (prompt, seed) in enumerate(pairs):
+                rows.append({
+                    "prompt": prompt, "seed": seed, "step": step, "reward": name,
+                    "d_c": None if torch.isnan(d_c[i]) else float(d_c[i]),
+                    "d_s": float(d_s[i]), "distance": float(distance[i]),
+                    "to_final": float(to_final[i]), "size": float(here.size[i]),
+                    **({"gold": float(final_gold[i])} if step == FINAL else {}),
+                })  # fmt: skip
+    return rows
+
+
+def _balance(d_c: float, d_s: float) -> float:
+    total = abs(d_c) + abs(d_s)
+    return d_c / total if total > 0 else 0.0
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Per step (and final) and reward: the fractions, the median balance, the centre distance."""
+    steps: dict = {}
+    for row in rows:
+        steps.setdefault(str(row["step"]), {}).setdefault(row["reward"], []).append(row)
+    out = {}
+    for step, by_reward in steps.items():
+        entry = {}
+        for name, group in by_reward.items():
+            directed = [r for r in group if r["d_c"] is not None]
+            entry[name] = {
+                "images": len(group),
+                "centred": len(group) - len(directed),
+                "asks_centre": sum(r["d_c"] > 0 for r in directed) / max(len(directed), 1),
+                "asks_growth": sum(r["d_s"] > 0 for r in group) / len(group),
+                "balance": statistics.median(_balance(r["d_c"], r["d_s"]) for r in directed)
+                if directed
+                else float("nan"),
+            }
+        first = next(iter(by_reward.values()))
+        entry["to_final"] = statistics.fmean(r["to_final"] for r in first)
+        out[step] = entry
+    return {
+        "steps": out,
+        "final_gold_minus_part_a": plain_reproduction(rows),
+        "readings": {
+            name: probe_reading(out, name) for name in ("target", "heldout") if FINAL in out
+        },
+    }
+
+
+def plain_reproduction(rows: list[dict]) -> float | None:
+    """Largest gold difference of the final images from Part A's plain rows (None if none)."""
+    from null_levers import PLAIN
+    from null_oracle import LEVERS
+
+    from nulltta.jsonl import read_rows
+
+    part_a = {(r["prompt"], r["seed"]): r["shapes-gold"]
+              for r in read_rows(LEVERS / "rows_a.jsonl") if r["arm"] == PLAIN}  # fmt: skip
+    finals = [r for r in rows if r["step"] == FINAL and r["reward"] == "target"]
+    differences = [abs(r["gold"] - part_a[(r["prompt"], r["seed"])]) for r in finals
+                   if (r["prompt"], r["seed"]) in part_a]  # fmt: skip
+    return max(differences) if differences else None
+
+
+def probe_reading(steps: dict, reward: str) -> dict:
+    """The design's rule for one proxy: does it ask for centring on the final images and at the
+    deciding steps (mean centre distance to the final image above :data:`DECIDING`)?"""
+    deciding = [s for s, e in steps.items() if s != FINAL and e["to_final"] > DECIDING]
+    asks_final = steps[FINAL][reward]["asks_centre"] >= ASKS
+    asked = [s for s in deciding if steps[s][reward]["asks_centre"] >= ASKS]
+    asks_deciding = bool(deciding) and len(asked) == len(deciding)
+    if asks_final and not asks_deciding:
+        verdict = (
+            "asks for centring on final images, not at the deciding steps: the proxy's gradient "
+            "parts from gold's on the noisy steps' Tweedie estimates"
+        )
+    elif not asks_final:
+        verdict = "does not ask for centring on final images: its gradient lacks centring"
+    else:
+        verdict = "asks for centring at the deciding steps too: the shortfall is elsewhere"
+    return {
+        "deciding_steps": deciding,
+        "deciding_steps_asking": asked,
+        "asks_on_final": asks_final,
+        "asks_at_deciding_steps": asks_deciding,
+        "verdict": verdict,
+    }
+
+
+def markdown(summary: dict) -> str:
+    """``probe.md``: per step, what each reward asks, and the reading."""
+    lines = [
+        "# Part H: what each reward asks of each step's Tweedie estimate",
+        "",
+        'Design: docs/concepts/shapesbench.md, "Part H". Plain sampling, 48 pairs (16 prompts '
+        "x seeds 0-2), 20 steps, CFG 5. Per step: the share of images on which the reward's "
+        "derivative along a move toward the centre (D_c) and along a growth (D_s) is positive, "
+        "and the median balance D_c / (|D_c| + |D_s|). 'to final' is the mean distance of "
+        "the segmented centre from the final image's.",
+        "",
+        "| step | to final | "
+        + " | ".join(f"{label}: D_c > 0 / D_s > 0 / balance" for label in REWARDS.values())
+        + " |",
+        "|---|---|" + "---|" * len(REWARDS),
+    ]
+    for step, entry in summary["steps"].items():
+        cells = [
+            f"{entry[name]['asks_centre']:.2f} / {entry[name]['asks_growth']:.2f} / "
+            f"{entry[name]['balance']:+.2f}"
+            for name in REWARDS
+        ]
+        lines.append(f"| {step} | {entry['to_final']:.3f} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Final images against Part A's plain rows: largest gold difference "
+        f"{summary['final_gold_minus_part_a']}.",
+        "",
+        "## Reading (the rule fixed in the design)",
+        "",
+    ]
+    for name, reading in summary["readings"].items():
+        lines.append(
+            f"- **{REWARDS[name]}**: deciding steps {reading['deciding_steps']}; asks on "
+            f"{reading['deciding_steps_asking']} of them; on final images "
+            f"{'asks' if reading['asks_on_final'] else 'does not ask'}. {reading['verdict']}."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the probe unless its rows exist, then write the report."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_run_arguments(parser, "benchmarks/results/gradient_probe")
+    args = parser.parse_args(argv)
+    from nulltta.jsonl import append_row, read_rows
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows_file = args.out / "rows.jsonl"
+    if not args.report_only and not read_rows(rows_file):
+        pipe, _, pairs = table_world(args.prompts, args.threads)
+        started = time.perf_counter()
+        for row in probe_rows(pipe, pairs):
+            append_row(rows_file, row)
+        print(f"probe: {time.perf_counter() - started:.0f} s", flush=True)
+    rows = read_rows(rows_file)
+    if not rows:
+        print("nothing has run yet: no report")
+        return 0
+    summary = summarise(rows)
+    (args.out / "probe.json").write_text(json.dumps(summary, indent=1))
+    (args.out / "probe.md").write_text(markdown(summary))
+    print(markdown(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
