@@ -35,7 +35,8 @@ from levers_setup import add_run_arguments, table_world
 from torch import Tensor
 
 from nulltta import NullTextAligner
-from nulltta.equations import tweedie_x0
+from nulltta.adapters import cat_embeddings
+from nulltta.equations import cfg_combine, tweedie_x0
 from nulltta.module import NullTextModule
 
 #: Reward name -> label in the report.
@@ -51,6 +52,8 @@ ASKS = 0.8
 #: Steps whose mean centre distance to the final image is above this decide position.
 DECIDING = 0.05
 FINAL = "final"
+#: Version 2: the look-ahead estimates' sub-steps.
+LOOKAHEAD = (2, 4)
 
 
 def _resample(images: Tensor, source: Tensor) -> Tensor:
@@ -148,8 +151,53 @@ def directional_derivatives(
     return d_c, d_s, distance
 
 
+def lookahead_timesteps(timestep: int, sub_steps: int) -> list[int]:
+    """``sub_steps`` timesteps from ``timestep`` toward 0, ``round(t (k - j) / k)``, j < k."""
+    return [round(timestep * (sub_steps - j) / sub_steps) for j in range(sub_steps)]
+
+
+def lookahead_x0(
+    latents: Tensor,
+    timestep: int,
+    sub_steps: int,
+    predict: Callable[[Tensor, int], Tensor],
+    alphas_cumprod: Tensor,
+) -> Tensor:
+    """Deterministic DDIM (eta = 0) over ``sub_steps`` from ``timestep``; the last Tweedie x0.
+
+    ``x0_j = (x_j - n_j eps_j) / s_j`` and ``x_{j+1} = s_{j+1} x0_j + n_{j+1} eps_j``,
+    with ``s = sqrt(abar)``, ``n = sqrt(1 - abar)`` at the timesteps of
+    :func:`lookahead_timesteps` and ``eps_j = predict(x_j, t_j)`` (the CFG
+    noise). One sub-step is the one-step Tweedie estimate.
+    """
+    times = lookahead_timesteps(timestep, sub_steps)
+    x = latents
+    for j, t in enumerate(times):
+        abar = float(alphas_cumprod[t])
+        eps = predict(x, t)
+        x0 = (x - (1 - abar) ** 0.5 * eps) / abar**0.5
+        if j + 1 < len(times):
+            abar_next = float(alphas_cumprod[times[j + 1]])
+            x = abar_next**0.5 * x0 + (1 - abar_next) ** 0.5 * eps
+    return x0
+
+
 class ProbeModule(NullTextModule):
-    """The method's module, recording each step's decoded Tweedie estimate with the current phi'."""
+    """The method's module, recording each step's decoded estimate with the current phi'.
+
+    The estimate is the one-step Tweedie x̂0, or with :attr:`sub_steps` above
+    one the look-ahead estimate of :func:`lookahead_x0`.
+    """
+
+    sub_steps = 1
+
+    def _cfg_at(self, latents: Tensor, timestep: int) -> Tensor:
+        traj = self.trajectory
+        null = self.null_embeddings(self.phi_prime().detach())
+        both = self.adapter.predict_noise(
+            torch.cat([latents, latents]), timestep, cat_embeddings([null, traj.cond])
+        )
+        return cfg_combine(*both.chunk(2), self.config.guidance_scale)
 
     def training_step(self, batch, batch_idx: int = 0):
         step_index = int(batch)
@@ -157,9 +205,15 @@ class ProbeModule(NullTextModule):
         if step_index == 0:
             self.estimates: list[Tensor] = []
         with torch.no_grad():
-            eps, _ = self.predict_cfg(traj.latents, step_index)
-            coefficients = traj.coefficients[step_index]
-            x0 = tweedie_x0(traj.latents, eps, coefficients.signal, coefficients.noise)
+            if self.sub_steps == 1:
+                eps, _ = self.predict_cfg(traj.latents, step_index)
+                coefficients = traj.coefficients[step_index]
+                x0 = tweedie_x0(traj.latents, eps, coefficients.signal, coefficients.noise)
+            else:
+                x0 = lookahead_x0(
+                    traj.latents, int(traj.timesteps[step_index]), self.sub_steps,
+                    self._cfg_at, self.adapter.scheduler.alphas_cumprod,
+                )  # fmt: skip
             self.estimates.append(self.adapter.decode(x0).cpu())
         return super().training_step(batch, batch_idx)
 
@@ -170,8 +224,10 @@ class ProbeAligner(NullTextAligner):
     module_class = ProbeModule
 
 
-def plain_estimates(pipe, prompts: list[str], seeds: list[int]) -> tuple[list[Tensor], Tensor]:
-    """Plain sampling at the table's sampler; each step's x̂0 images and the final images.
+def plain_estimates(
+    pipe, prompts: list[str], seeds: list[int], sub_steps: int = 1
+) -> tuple[list[Tensor], Tensor]:
+    """Plain sampling at the table's sampler; each step's estimate and the final images.
 
     The settings are those of the levers follow-up's plain arm (``null_levers.plain_fit``).
     """
@@ -179,10 +235,14 @@ def plain_estimates(pipe, prompts: list[str], seeds: list[int]) -> tuple[list[Te
 
     from nulltta.images import to_tensor
 
-    aligner = ProbeAligner(
-        pipe, "shapes-preference", n_min=0, n_max=0, num_candidates=1,
-        select_initial_noise=False, **_sampler(len(prompts)),
-    ).fit(prompts, seeds=seeds)  # fmt: skip
+    ProbeModule.sub_steps = sub_steps
+    try:
+        aligner = ProbeAligner(
+            pipe, "shapes-preference", n_min=0, n_max=0, num_candidates=1,
+            select_initial_noise=False, **_sampler(len(prompts)),
+        ).fit(prompts, seeds=seeds)  # fmt: skip
+    finally:
+        ProbeModule.sub_steps = 1
     final = torch.cat([to_tensor(image) for image in aligner.images_])
     return aligner.module_.estimates, final
 
@@ -197,12 +257,15 @@ def reward_functions() -> dict[str, Callable[[Tensor, list[str]], Tensor]]:
     return {"target": target.score, "heldout": heldout.score, "oracle": oracle_score}
 
 
-def probe_rows(pipe, pairs: list[tuple[str, int]]) -> list[dict]:
-    """One row per (pair, step or final, reward): ``D_c``, ``D_s`` and the centre's distances."""
+def probe_rows(pipe, pairs: list[tuple[str, int]], sub_steps: int = 1) -> list[dict]:
+    """One row per (pair, step or final, reward): ``D_c``, ``D_s`` and the centre's distances.
+
+    ``sub_steps`` above one probes the look-ahead estimates (Part H, version 2).
+    """
     from nulltta.shapes.gold import gold_score, measure
 
     prompts, seeds = [p for p, _ in pairs], [s for _, s in pairs]
-    estimates, final = plain_estimates(pipe, prompts, seeds)
+    estimates, final = plain_estimates(pipe, prompts, seeds, sub_steps)
     with torch.no_grad():
         end = measure(final, prompts)
         final_gold = gold_score(final, prompts)
@@ -342,24 +405,80 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def lookahead_reading(one_step: dict, by_sub_steps: dict[int, dict]) -> dict:
+    """Version 2's rule: does the target ask for centring at Part H's deciding steps?
+
+    ``one_step`` is Part H's summary (it fixes the deciding steps); ``by_sub_steps``
+    maps k to the summary of the look-ahead estimates with k sub-steps.
+    """
+    deciding = probe_reading(one_step["steps"], "target")["deciding_steps"]
+    per_k = {}
+    for sub_steps, summary in by_sub_steps.items():
+        asked = [s for s in deciding if summary["steps"][s]["target"]["asks_centre"] >= ASKS]
+        per_k[sub_steps] = {"deciding_steps_asking": asked}
+    best = max(len(entry["deciding_steps_asking"]) for entry in per_k.values())
+    if best == len(deciding):
+        verdict = "the look-ahead restores the ask at every deciding step: worth a method option"
+    elif best > len(deciding) / 2:
+        verdict = "the look-ahead restores the ask at most deciding steps (partial)"
+    else:
+        verdict = "the look-ahead does not restore the ask: the one-step estimate is not the cause"
+    return {"deciding_steps": deciding, "sub_steps": per_k, "verdict": verdict}
+
+
+def lookahead_markdown(one_step: dict, by_sub_steps: dict[int, dict], reading: dict) -> str:
+    """``lookahead.md``: D_c > 0 shares per step for k = 1 (Part H) and each look-ahead."""
+    summaries = {1: one_step, **by_sub_steps}
+    lines = [
+        "# Part H, version 2: look-ahead estimates",
+        "",
+        'Design: docs/concepts/shapesbench.md, "Part H, version 2". The same plain trajectories '
+        "and moves as Part H; the estimate at each step is deterministic DDIM over k sub-steps "
+        "to 0 (k = 1 is Part H's). Cells: share of images with D_c > 0 / with D_s > 0.",
+        "",
+        "| step | " + " | ".join(f"{label}, k = {k}" for k in summaries
+                                   for label in ("target", "oracle")) + " |",
+        "|---|" + "---|" * (2 * len(summaries)),
+    ]  # fmt: skip
+    for step in one_step["steps"]:
+        cells = [
+            f"{summary['steps'][step][name]['asks_centre']:.2f} / "
+            f"{summary['steps'][step][name]['asks_growth']:.2f}"
+            for summary in summaries.values()
+            for name in ("target", "oracle")
+        ]
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    lines += ["", "## Reading (the rule fixed in the design)", ""]
+    lines.append(f"Deciding steps (Part H's): {reading['deciding_steps']}.")
+    for sub_steps, entry in reading["sub_steps"].items():
+        lines.append(f"- k = {sub_steps}: the target asks at {entry['deciding_steps_asking']}.")
+    lines += ["", f"{reading['verdict']}."]
+    return "\n".join(lines) + "\n"
+
+
+def _rows_file(folder, sub_steps: int):
+    return folder / ("rows.jsonl" if sub_steps == 1 else f"rows_lookahead{sub_steps}.jsonl")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the probe unless its rows exist, then write the report."""
+    """Run the probe unless its rows exist, then write the reports."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_run_arguments(parser, "benchmarks/results/gradient_probe")
+    parser.add_argument("--lookahead", type=int, default=1, help="sub-steps of the estimate")
     args = parser.parse_args(argv)
     from nulltta.jsonl import append_row, read_rows
 
     args.out.mkdir(parents=True, exist_ok=True)
-    rows_file = args.out / "rows.jsonl"
+    rows_file = _rows_file(args.out, args.lookahead)
     if not args.report_only and not read_rows(rows_file):
         pipe, _, pairs = table_world(args.prompts, args.threads)
         started = time.perf_counter()
-        for row in probe_rows(pipe, pairs):
+        for row in probe_rows(pipe, pairs, args.lookahead):
             append_row(rows_file, row)
-        print(f"probe: {time.perf_counter() - started:.0f} s", flush=True)
-    rows = read_rows(rows_file)
+        print(f"probe, k = {args.lookahead}: {time.perf_counter() - started:.0f} s", flush=True)
+    rows = read_rows(_rows_file(args.out, 1))
     if not rows:
         print("nothing has run yet: no report")
         return 0
@@ -367,6 +486,14 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "probe.json").write_text(json.dumps(summary, indent=1))
     (args.out / "probe.md").write_text(markdown(summary))
     print(markdown(summary))
+    ahead = {k: summarise(read_rows(_rows_file(args.out, k))) for k in LOOKAHEAD
+             if read_rows(_rows_file(args.out, k))}  # fmt: skip
+    if ahead:
+        reading = lookahead_reading(summary, ahead)
+        record = {"sub_steps": {str(k): v for k, v in ahead.items()}, "reading": reading}
+        (args.out / "lookahead.json").write_text(json.dumps(record, indent=1))
+        (args.out / "lookahead.md").write_text(lookahead_markdown(summary, ahead, reading))
+        print(lookahead_markdown(summary, ahead, reading))
     return 0
 
 

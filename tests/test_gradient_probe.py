@@ -126,18 +126,78 @@ def test_the_probe_report_is_its_rows(load_benchmark):
 
 
 @pytest.mark.skipif(not embedded_model_available(), reason="no embedded model")
-def test_the_probe_runs_on_the_embedded_model_and_reproduces_plain_sampling(load_benchmark):
+@pytest.mark.parametrize(("sub_steps", "name"), [(1, "rows.jsonl"), (2, "rows_lookahead2.jsonl")])
+def test_the_probe_runs_on_the_embedded_model_as_committed(load_benchmark, sub_steps, name):
+    # Two of the 48 pairs, alone and on one thread: the committed rows ran all 48 at once.
     from levers_setup import table_world
 
     probe = load_benchmark("gradient_probe")
     committed = {
         (r["prompt"], r["seed"], str(r["step"]), r["reward"]): r
-        for r in map(json.loads, (RESULTS / "rows.jsonl").read_text().splitlines())
+        for r in map(json.loads, (RESULTS / name).read_text().splitlines())
     }
     pipe, _, pairs = table_world(1, 1)
-    rows = probe.probe_rows(pipe, pairs[:2])
+    rows = probe.probe_rows(pipe, pairs[:2], sub_steps)
     assert len(rows) == 2 * 21 * 3
     for row in rows:
         twin = committed[(row["prompt"], row["seed"], str(row["step"]), row["reward"])]
         assert row["to_final"] == pytest.approx(twin["to_final"], abs=1e-4)
         assert row["d_s"] == pytest.approx(twin["d_s"], rel=1e-3, abs=1e-4)
+
+
+def test_lookahead_timesteps_are_evenly_spaced_to_zero(load_benchmark):
+    probe = load_benchmark("gradient_probe")
+    assert probe.lookahead_timesteps(999, 1) == [999]
+    assert probe.lookahead_timesteps(999, 2) == [999, 500]
+    assert probe.lookahead_timesteps(800, 4) == [800, 600, 400, 200]
+
+
+@pytest.mark.parametrize("sub_steps", [1, 2, 4])
+def test_lookahead_with_the_true_noise_returns_the_clean_latent(load_benchmark, sub_steps):
+    # x_t = s x0 + n eps: a predictor that knows eps makes every DDIM (eta = 0) sub-step
+    # exact, so any number of sub-steps lands on x0; one sub-step is Tweedie's formula.
+    probe = load_benchmark("gradient_probe")
+    alphas_cumprod = torch.linspace(0.9999, 0.005, 1000, dtype=torch.float64)
+    x0, eps = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    abar = float(alphas_cumprod[900])
+    latents = abar**0.5 * x0 + (1 - abar) ** 0.5 * eps
+    seen = []
+
+    def predict(x, t):
+        seen.append(t)
+        return eps
+
+    out = probe.lookahead_x0(latents, 900, sub_steps, predict, alphas_cumprod)
+    torch.testing.assert_close(out, x0, atol=1e-4, rtol=1e-4)
+    assert seen == probe.lookahead_timesteps(900, sub_steps)
+
+
+def test_the_lookahead_reading_gives_each_verdict(load_benchmark):
+    probe = load_benchmark("gradient_probe")
+    one_step = {"steps": _steps(0.9, [0.5, 0.5, 0.5])}
+
+    def ahead(shares):
+        return {"steps": _steps(0.9, shares)}
+
+    every = probe.lookahead_reading(one_step, {2: ahead([0.5, 0.9, 0.5]), 4: ahead([0.8] * 3)})
+    assert every["deciding_steps"] == ["0", "1", "2"]
+    assert every["sub_steps"][4]["deciding_steps_asking"] == ["0", "1", "2"]
+    assert "every deciding step" in every["verdict"]
+    most = probe.lookahead_reading(one_step, {2: ahead([0.9, 0.9, 0.5])})
+    assert "partial" in most["verdict"]
+    half = probe.lookahead_reading(one_step, {2: ahead([0.9, 0.5, 0.5, 0.5][:3])})
+    assert "not the cause" in half["verdict"]
+
+
+def test_the_lookahead_report_is_its_rows(load_benchmark):
+    from nulltta.jsonl import read_rows
+
+    probe = load_benchmark("gradient_probe")
+    one_step = probe.summarise(read_rows(RESULTS / "rows.jsonl"))
+    ahead = {k: probe.summarise(read_rows(RESULTS / f"rows_lookahead{k}.jsonl")) for k in (2, 4)}
+    reading = probe.lookahead_reading(one_step, ahead)
+    assert (
+        probe.lookahead_markdown(one_step, ahead, reading) == (RESULTS / "lookahead.md").read_text()
+    )
+    record = json.loads((RESULTS / "lookahead.json").read_text())
+    assert record["reading"] == json.loads(json.dumps(reading))
