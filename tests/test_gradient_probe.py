@@ -1,4 +1,7 @@
-"""Part H of the levers follow-up: what each reward asks of each step's Tweedie estimate."""
+"""Part H of the levers follow-up: what each reward asks of each step's Tweedie estimate.
+
+`benchmarks/gradient_probe.py` measures; `benchmarks/gradient_probe_report.py` reads.
+"""
 
 from __future__ import annotations
 
@@ -94,21 +97,21 @@ def _steps(final: float, deciding: list[float]) -> dict:
     ],
 )
 def test_the_reading_gives_each_verdict(load_benchmark, final, deciding, verdict):
-    probe = load_benchmark("gradient_probe")
-    reading = probe.probe_reading(_steps(final, deciding), "target")
+    report = load_benchmark("gradient_probe_report")
+    reading = report.probe_reading(_steps(final, deciding), "target")
     assert verdict in reading["verdict"]
     # The last step before "final" is near the final centre: not a deciding step.
     assert reading["deciding_steps"] == [str(i) for i in range(len(deciding))]
 
 
 def test_the_summary_counts_and_balances_by_hand(load_benchmark):
-    probe = load_benchmark("gradient_probe")
+    report = load_benchmark("gradient_probe_report")
     rows = [
         {"prompt": "p", "seed": s, "step": 0, "reward": "target", "d_c": d_c, "d_s": d_s,
          "distance": 0.2, "to_final": t, "size": 0.5}
         for s, (d_c, d_s, t) in enumerate([(1.0, 1.0, 0.1), (-1.0, 3.0, 0.3), (None, 2.0, 0.2)])
     ]  # fmt: skip
-    entry = probe.summarise(rows)["steps"]["0"]
+    entry = report.summarise(rows)["steps"]["0"]
     assert entry["target"]["centred"] == 1
     assert entry["target"]["asks_centre"] == 0.5  # of the two with a direction
     assert entry["target"]["asks_growth"] == 1.0
@@ -119,9 +122,9 @@ def test_the_summary_counts_and_balances_by_hand(load_benchmark):
 def test_the_probe_report_is_its_rows(load_benchmark):
     from nulltta.jsonl import read_rows
 
-    probe = load_benchmark("gradient_probe")
-    summary = probe.summarise(read_rows(RESULTS / "rows.jsonl"))
-    assert probe.markdown(summary) == (RESULTS / "probe.md").read_text()
+    report = load_benchmark("gradient_probe_report")
+    summary = report.summarise(read_rows(RESULTS / "rows.jsonl"))
+    assert report.markdown(summary) == (RESULTS / "probe.md").read_text()
     assert summary == json.loads((RESULTS / "probe.json").read_text())
 
 
@@ -173,31 +176,32 @@ def test_lookahead_with_the_true_noise_returns_the_clean_latent(load_benchmark, 
 
 
 def test_the_lookahead_reading_gives_each_verdict(load_benchmark):
-    probe = load_benchmark("gradient_probe")
+    report = load_benchmark("gradient_probe_report")
     one_step = {"steps": _steps(0.9, [0.5, 0.5, 0.5])}
 
     def ahead(shares):
         return {"steps": _steps(0.9, shares)}
 
-    every = probe.lookahead_reading(one_step, {2: ahead([0.5, 0.9, 0.5]), 4: ahead([0.8] * 3)})
+    every = report.lookahead_reading(one_step, {2: ahead([0.5, 0.9, 0.5]), 4: ahead([0.8] * 3)})
     assert every["deciding_steps"] == ["0", "1", "2"]
     assert every["sub_steps"][4]["deciding_steps_asking"] == ["0", "1", "2"]
     assert "every deciding step" in every["verdict"]
-    most = probe.lookahead_reading(one_step, {2: ahead([0.9, 0.9, 0.5])})
+    most = report.lookahead_reading(one_step, {2: ahead([0.9, 0.9, 0.5])})
     assert "partial" in most["verdict"]
-    half = probe.lookahead_reading(one_step, {2: ahead([0.9, 0.5, 0.5, 0.5][:3])})
+    half = report.lookahead_reading(one_step, {2: ahead([0.9, 0.5, 0.5, 0.5][:3])})
     assert "not the cause" in half["verdict"]
 
 
 def test_the_lookahead_report_is_its_rows(load_benchmark):
     from nulltta.jsonl import read_rows
 
-    probe = load_benchmark("gradient_probe")
-    one_step = probe.summarise(read_rows(RESULTS / "rows.jsonl"))
-    ahead = {k: probe.summarise(read_rows(RESULTS / f"rows_lookahead{k}.jsonl")) for k in (2, 4)}
-    reading = probe.lookahead_reading(one_step, ahead)
+    report = load_benchmark("gradient_probe_report")
+    one_step = report.summarise(read_rows(RESULTS / "rows.jsonl"))
+    ahead = {k: report.summarise(read_rows(RESULTS / f"rows_lookahead{k}.jsonl")) for k in (2, 4)}
+    reading = report.lookahead_reading(one_step, ahead)
     assert (
-        probe.lookahead_markdown(one_step, ahead, reading) == (RESULTS / "lookahead.md").read_text()
+        report.lookahead_markdown(one_step, ahead, reading)
+        == (RESULTS / "lookahead.md").read_text()
     )
     record = json.loads((RESULTS / "lookahead.json").read_text())
     assert record["reading"] == json.loads(json.dumps(reading))
