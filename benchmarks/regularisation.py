@@ -2,9 +2,12 @@
 
     python benchmarks/regularisation.py --out benchmarks/results/regularisation
 
-ShapesBench's hidden preference includes shape-background colour contrast, so
-a reward-only optimiser can raise it by changing the colours the prompt asked
-for. The KL terms are what stop that. This script runs Null-TTA with the
+Written for ShapesBench 1, whose hidden preference included shape-background
+colour contrast, so that a reward-only optimiser could raise it by changing
+the colours the prompt asked for (``docs/concepts/regularisation.md``; its
+results are in the git history at ``f848eb5``). ShapesBench 2's gold has no
+such term; its KL settings are chosen by the defaults rule
+(``benchmarks/tune_defaults.py``). This script runs Null-TTA with the
 release's KL settings (the baseline) and with stronger or un-annealed KL on
 the same (prompt, seed) pairs, through the benchmark runner (resumable), and
 prints per setting the change of target, held-out rewards and fidelity
