@@ -1,6 +1,7 @@
 """Part H of the levers follow-up: what each reward asks of each step's Tweedie estimate.
 
-    python benchmarks/gradient_probe.py               # run (about 10 min on one core)
+    python benchmarks/gradient_probe.py               # run (20 s on two threads)
+    python benchmarks/gradient_probe.py --lookahead 4 # version 2 (also --lookahead 2)
     python benchmarks/gradient_probe.py --report-only
 
 Written before it ran (``docs/concepts/shapesbench.md``, "Part H"). Plain
@@ -13,7 +14,7 @@ derivatives along image moves that gold's terms value:
   (:func:`toward_centre`);
 - ``D_s``: along a growth of the content about its centre (:func:`grow`);
 
-each the reward's pixel gradient dotted with the move's tangent (:func:`tangents`).
+each the reward's pixel gradient dotted with the move's tangent (:func:`tangent`).
 
 The rewards are the target ``shapes-preference``, the held-out proxy and
 Part G's ungated oracle (gold's two terms). :func:`probe_reading` reads the
@@ -43,7 +44,7 @@ from torch import Tensor
 
 from nulltta import NullTextAligner
 from nulltta.adapters import cat_embeddings
-from nulltta.equations import cfg_combine, tweedie_x0
+from nulltta.equations import cfg_combine
 from nulltta.module import NullTextModule
 
 #: A segmented centre nearer the image centre than this has no direction toward it.
@@ -101,23 +102,21 @@ def grow(images: Tensor, centre: Tensor, epsilon: Tensor) -> Tensor:
     return _resample(images, c + (_pixel_centres(images) - c) / factor)
 
 
-def tangents(images: Tensor, centre: Tensor, step: float = 0.5 / 32) -> tuple[Tensor, Tensor]:
-    """Image-space tangents of both moves at epsilon = 0, by centred differences.
+def tangent(
+    move: Callable[[Tensor, Tensor, Tensor], Tensor],
+    images: Tensor,
+    centre: Tensor,
+    step: float = 0.5 / 32,
+) -> Tensor:
+    """Image-space tangent of ``move`` at epsilon = 0, by a centred difference.
 
     ``v = (move(+h) - move(-h)) / 2h`` with ``h`` half a pixel: bilinear
     resampling has a kink at the pixel centres, so its autograd derivative at
-    epsilon = 0 would be one-sided.
-
-    Returns
-    -------
-    tuple of Tensor
-        ``(v_c, v_s)``, each like ``images``: toward the centre, and growth.
+    epsilon = 0 would be one-sided. ``move`` is :func:`toward_centre` or
+    :func:`grow`; the result is like ``images``.
     """
     h = torch.full((len(images),), step, dtype=images.dtype)
-    return tuple(
-        (move(images, centre, h) - move(images, centre, -h)) / (2 * step)
-        for move in (toward_centre, grow)
-    )
+    return (move(images, centre, h) - move(images, centre, -h)) / (2 * step)
 
 
 def directional_derivatives(
@@ -125,7 +124,7 @@ def directional_derivatives(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(D_c, D_s, distance)``: the reward's gradient along both moves, per image.
 
-    ``D = <grad_x score(x), v>`` with ``v`` from :func:`tangents`: the first-order
+    ``D = <grad_x score(x), v>`` with ``v`` from :func:`tangent`: the first-order
     change of the score that the gradient predicts along the move. ``distance``
     is the segmented centre's distance from the image centre; where it is below
     :data:`CENTRED`, ``D_c`` is NaN (no direction).
@@ -138,8 +137,7 @@ def directional_derivatives(
     centre = torch.stack([geometry.cx, geometry.cy], 1)
     distance = (centre - 0.5).norm(dim=1)
     safe = torch.where(distance[:, None] >= CENTRED, centre, centre.new_tensor([0.0, 0.0]))
-    v_c, _ = tangents(images, safe)
-    _, v_s = tangents(images, centre)
+    v_c, v_s = tangent(toward_centre, images, safe), tangent(grow, images, centre)
     x = images.clone().requires_grad_(True)
     (gradient,) = torch.autograd.grad(score(x, prompts).sum(), x)
     d_c, d_s = ((gradient * v).flatten(1).sum(1) for v in (v_c, v_s))
@@ -181,17 +179,17 @@ def lookahead_x0(
 class ProbeModule(NullTextModule):
     """The method's module, recording each step's decoded estimate with the current phi'.
 
-    The estimate is the one-step Tweedie x̂0, or with :attr:`sub_steps` above
-    one the look-ahead estimate of :func:`lookahead_x0`.
+    The estimate is :func:`lookahead_x0` over :attr:`sub_steps` (one: the
+    one-step Tweedie x̂0); :func:`probe_aligner` sets it.
     """
 
     sub_steps = 1
 
     def _cfg_at(self, latents: Tensor, timestep: int) -> Tensor:
-        traj = self.trajectory
+        """CFG noise with phi' at any ``timestep`` (the look-ahead's are off the schedule)."""
         null = self.null_embeddings(self.phi_prime().detach())
         both = self.adapter.predict_noise(
-            torch.cat([latents, latents]), timestep, cat_embeddings([null, traj.cond])
+            torch.cat([latents, latents]), timestep, cat_embeddings([null, self.trajectory.cond])
         )
         return cfg_combine(*both.chunk(2), self.config.guidance_scale)
 
@@ -201,23 +199,18 @@ class ProbeModule(NullTextModule):
         if step_index == 0:
             self.estimates: list[Tensor] = []
         with torch.no_grad():
-            if self.sub_steps == 1:
-                eps, _ = self.predict_cfg(traj.latents, step_index)
-                coefficients = traj.coefficients[step_index]
-                x0 = tweedie_x0(traj.latents, eps, coefficients.signal, coefficients.noise)
-            else:
-                x0 = lookahead_x0(
-                    traj.latents, int(traj.timesteps[step_index]), self.sub_steps,
-                    self._cfg_at, self.adapter.scheduler.alphas_cumprod,
-                )  # fmt: skip
+            x0 = lookahead_x0(
+                traj.latents, int(traj.timesteps[step_index]), self.sub_steps, self._cfg_at,
+                self.adapter.scheduler.alphas_cumprod.to(torch.float64),
+            )  # fmt: skip
             self.estimates.append(self.adapter.decode(x0).cpu())
         return super().training_step(batch, batch_idx)
 
 
-class ProbeAligner(NullTextAligner):
-    """``NullTextAligner`` running :class:`ProbeModule`."""
-
-    module_class = ProbeModule
+def probe_aligner(sub_steps: int) -> type[NullTextAligner]:
+    """A ``NullTextAligner`` subclass whose module records estimates over ``sub_steps``."""
+    module = type(f"ProbeModule{sub_steps}", (ProbeModule,), {"sub_steps": sub_steps})
+    return type(f"ProbeAligner{sub_steps}", (NullTextAligner,), {"module_class": module})
 
 
 def plain_estimates(
@@ -231,14 +224,10 @@ def plain_estimates(
 
     from nulltta.images import to_tensor
 
-    ProbeModule.sub_steps = sub_steps
-    try:
-        aligner = ProbeAligner(
-            pipe, "shapes-preference", n_min=0, n_max=0, num_candidates=1,
-            select_initial_noise=False, **_sampler(len(prompts)),
-        ).fit(prompts, seeds=seeds)  # fmt: skip
-    finally:
-        ProbeModule.sub_steps = 1
+    aligner = probe_aligner(sub_steps)(
+        pipe, "shapes-preference", n_min=0, n_max=0, num_candidates=1,
+        select_initial_noise=False, **_sampler(len(prompts)),
+    ).fit(prompts, seeds=seeds)  # fmt: skip
     final = torch.cat([to_tensor(image) for image in aligner.images_])
     return aligner.module_.estimates, final
 
@@ -315,8 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "probe.json").write_text(json.dumps(summary, indent=1))
     (args.out / "probe.md").write_text(markdown(summary))
     print(markdown(summary))
-    ahead = {k: summarise(read_rows(_rows_file(args.out, k))) for k in LOOKAHEAD
-             if read_rows(_rows_file(args.out, k))}  # fmt: skip
+    ahead_rows = {k: read_rows(_rows_file(args.out, k)) for k in LOOKAHEAD}
+    ahead = {k: summarise(rows) for k, rows in ahead_rows.items() if rows}
     if ahead:
         reading = lookahead_reading(summary, ahead)
         record = {"sub_steps": {str(k): v for k, v in ahead.items()}, "reading": reading}
